@@ -1,0 +1,95 @@
+"""Column names, kinds and confidence maps of every measure (measures.md sections 1, 2, 5, 6).
+
+Pure Python: the statistics import this without importing jax. Every other module takes column
+names from here, so a name is spelled once.
+"""
+
+from __future__ import annotations
+
+TOP_K: tuple[int, ...] = (5, 10, 25, 50, 100)
+TOP_P: tuple[float, ...] = (0.95, 0.9, 0.75, 0.5)
+
+UNCERTAINTY = "uncertainty"
+CONFIDENCE = "confidence"
+
+
+def vocabulary_names(top_k=TOP_K, top_p=TOP_P) -> list[str]:
+    """Measure names computed from the vocabulary distribution alone (no option labels)."""
+    names = ["total-ent", "var-ent"]
+    names += [f"top-k-ent-{k}" for k in top_k]
+    names += [f"top-p-len-{p}" for p in top_p]
+    names += [f"top-p-ent-{p}" for p in top_p]
+    names += ["top-1-prob"]
+    return names
+
+
+CHOICE_NAMES: tuple[str, ...] = (
+    "choice-ent",
+    "choice-prob",
+    "choice-prob-renorm",
+    "choice-mass",
+    "choice-margin",
+    "choice-margin-renorm",
+)
+
+
+def mc_columns(top_k=TOP_K, top_p=TOP_P) -> list[str]:
+    """Scalar `mc_*` columns (section 1), without the list column `mc_choice-pdf`."""
+    return [f"mc_{n}" for n in vocabulary_names(top_k, top_p)] + [f"mc_{n}" for n in CHOICE_NAMES]
+
+
+def sequence_names(top_k=TOP_K, top_p=TOP_P) -> list[str]:
+    """Measure names of section 2 (`fr_` / `bfr_` prefixes added by the caller)."""
+    names = ["total-ent", "first-token-ent", "var-ent"]
+    names += [f"top-k-ent-{k}" for k in top_k]
+    names += [f"top-p-len-{p}" for p in top_p]
+    names += [f"top-p-ent-{p}" for p in top_p]
+    names += ["ppl"]
+    return names
+
+
+_CONFIDENCE_MEASURES = {
+    "top-1-prob",
+    "choice-prob",
+    "choice-prob-renorm",
+    "choice-mass",
+    "choice-margin",
+    "choice-margin-renorm",
+}
+
+
+def base_name(column: str) -> str:
+    """'mc_top-k-ent-5' -> 'top-k-ent-5'; also strips 'fr_', 'bfr_', 'fr_tok1_'."""
+    for prefix in ("fr_tok1_", "bfr_", "fr_", "mc_"):
+        if column.startswith(prefix):
+            return column[len(prefix):]
+    return column
+
+
+def kind(column: str) -> str:
+    """'uncertainty' or 'confidence' (measures.md section 5). `fr_ppl` is an uncertainty."""
+    return CONFIDENCE if base_name(column) in _CONFIDENCE_MEASURES else UNCERTAINTY
+
+
+def orientation(column: str) -> int:
+    """+1 for uncertainty measures, -1 for confidence measures (negated when compared)."""
+    return 1 if kind(column) == UNCERTAINTY else -1
+
+
+def confidence_map(column: str) -> str | None:
+    """Name of the map from the raw column to a confidence in [0, 1] (measures.md section 6).
+
+    'identity', 'exp', 'one_minus', 'inverse', or None where no ECE applies.
+    """
+    name = base_name(column)
+    if name == "choice-prob-renorm":
+        return "identity"
+    if name in ("choice-prob", "top-1-prob", "choice-mass"):
+        return "exp"
+    if name == "ppl":
+        return "inverse"
+    if name.startswith("top-p-len") or name == "var-ent" or "margin" in name:
+        return None  # margins are not a probability of the predicted option being right
+    if name.endswith("-ent") or "-ent-" in name:
+        return "one_minus"
+    return None
