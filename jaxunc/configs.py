@@ -1,0 +1,82 @@
+"""The default run configuration; `configs/<name>.py` files call `base_config` and set the model.
+
+Fields (override any with --config.<field>=value):
+  model.name / family / type (base|ins) / size (billions) / prompt_format (icl2|chat|zero_shot_2025)
+  model.checkpoint    local HF checkpoint dir or .gguf file ('' = the embedded SmolLM2 GGUF)
+  model.dtype         float32 | bfloat16
+  data.datasets       comma-separated: coane, protoqa, mmlu, or a path to a generic file
+  data.path           folder/file for mmlu; data.limit (0 = all); data.on_error (raise|skip)
+  tasks               comma-separated: mcqa, fr
+  output_dir          '' = results/<config name>
+  engine.*            batch_size, buckets, chunk_size, nucleus (inclusive|exclusive2025), max_new_tokens
+  analysis.*          run, bootstrap, seed
+  recompute           discard earlier results of the same output_dir
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+SYSTEM_MESSAGE = (
+    "You are a helpful assistant. Answer each multiple-choice question with the letter of one option."
+)
+
+
+def base_config(
+    name: str,
+    *,
+    model_name: str,
+    family: str,
+    model_type: str,
+    size: float,
+    prompt_format: str,
+    checkpoint: str = "",
+) -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.name = name
+    config.model = ml_collections.ConfigDict(dict(
+        name=model_name, family=family, type=model_type, size=float(size),
+        prompt_format=prompt_format, checkpoint=checkpoint, dtype="float32",
+        system_message=SYSTEM_MESSAGE, cache_dir="",
+    ))
+    config.data = ml_collections.ConfigDict(dict(
+        datasets="coane", path="", limit=0, on_error="raise", shuffle_options=True, seed=0,
+    ))
+    config.tasks = "mcqa"
+    config.output_dir = ""
+    config.engine = ml_collections.ConfigDict(dict(
+        batch_size=8, buckets="64,128,192,256,320,384,512,768,1024,2048", chunk_size=64,
+        nucleus="inclusive", max_new_tokens=100,
+    ))
+    config.analysis = ml_collections.ConfigDict(dict(run=True, bootstrap=1000, seed=0))
+    config.recompute = False
+    return config
+
+
+INSTRUCT_SUFFIXES = ("ins", "instruct", "chat", "it")
+
+
+def family_config(
+    family: str, arg: str | None, *, sizes: dict[str, tuple[str, str | None, float]], default: str,
+) -> ml_collections.ConfigDict:
+    """A config for one checkpoint of a family, chosen by `configs/<family>.py:<size>[-ins]`.
+
+    `sizes` maps a size key to (base model name, instruct model name or None, billions of
+    parameters). Base models get the
+    `icl2` completion prompt, instruct models the tokenizer's chat template. The checkpoint
+    directory is given with --config.model.checkpoint=DIR.
+    """
+    key, _, kind = (arg or default).partition("-")
+    if key not in sizes:
+        raise ValueError(f"configs/{family}.py: unknown size {key!r}; choose one of {sorted(sizes)}")
+    if kind and kind not in INSTRUCT_SUFFIXES and kind != "base":
+        raise ValueError(f"configs/{family}.py: variant {kind!r} must be 'base' or one of {INSTRUCT_SUFFIXES}")
+    instruct = kind in INSTRUCT_SUFFIXES
+    base_name, instruct_name, size = sizes[key]
+    if instruct and instruct_name is None:
+        raise ValueError(f"configs/{family}.py: {base_name} has no instruct model")
+    return base_config(
+        f"{family}-{key}{'-ins' if instruct else ''}",
+        model_name=instruct_name if instruct else base_name, family=family,
+        model_type="ins" if instruct else "base", size=size, prompt_format="chat" if instruct else "icl2",
+    )

@@ -1,0 +1,1 @@
+"""Batching, device mesh, jitted scoring and decode loops, resumable result storage."""
