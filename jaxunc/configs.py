@@ -4,8 +4,10 @@ Fields (override any with --config.<field>=value):
   model.name / family / type (base|ins) / size (billions) / prompt_format (icl2|chat|zero_shot_2025)
   model.checkpoint    local HF checkpoint dir or .gguf file ('' = the embedded SmolLM2 GGUF)
   model.dtype         float32 | bfloat16
+  model.system_message  chat system turn (unset: the study's instruction per task; '': none)
   data.datasets       comma-separated: coane, protoqa, mmlu, or a path to a generic file
   data.path           folder/file for mmlu; data.limit (0 = all); data.on_error (raise|skip)
+  data.shuffle_options  unset: the dataset's default; data.seed seeds the option permutation
   tasks               comma-separated: mcqa, fr
   output_dir          '' = results/<config name>
   engine.*            batch_size, buckets, chunk_size, nucleus (inclusive|exclusive2025), max_new_tokens
@@ -16,11 +18,6 @@ Fields (override any with --config.<field>=value):
 from __future__ import annotations
 
 import ml_collections
-
-SYSTEM_MESSAGE = (
-    "You are a helpful assistant. Answer each multiple-choice question with the letter of one option."
-)
-
 
 def base_config(
     name: str,
@@ -37,10 +34,13 @@ def base_config(
     config.model = ml_collections.ConfigDict(dict(
         name=model_name, family=family, type=model_type, size=float(size),
         prompt_format=prompt_format, checkpoint=checkpoint, dtype="float32",
-        system_message=SYSTEM_MESSAGE, cache_dir="",
+        # None: the study's instruction for each task; "" : no system turn.
+        system_message=ml_collections.config_dict.placeholder(str), cache_dir="",
     ))
     config.data = ml_collections.ConfigDict(dict(
-        datasets="coane", path="", limit=0, on_error="raise", shuffle_options=True, seed=0,
+        datasets="coane", path="", limit=0, on_error="raise", seed=0,
+        # None: each dataset's default (ProtoQA shuffled, since its file is sorted by popularity).
+        shuffle_options=ml_collections.config_dict.placeholder(bool),
     ))
     config.tasks = "mcqa"
     config.output_dir = ""

@@ -1,0 +1,88 @@
+"""Dataset loaders and the item table (schema.py).
+
+`load_dataset(name, ...)` reads "coane" or "protoqa" (shipped, CC-BY-4.0, see ATTRIBUTION.md),
+"mmlu" (a local copy given by `path`), or "generic" / a file path (JSONL, CSV or parquet in the
+format of docs/datasets.md), validates every row and returns a `LoadedDataset`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jaxunc.data import coane, generic, mmlu, protoqa
+from jaxunc.data.schema import (
+    CORE_COLUMNS,
+    PERMUTATION_METHOD,
+    ItemValidationError,
+    LoadedDataset,
+    RawItem,
+    build_items,
+    human_entropy,
+    human_plurality,
+    human_shares,
+)
+
+READERS = {
+    "coane": (coane.read_coane, coane.DEFAULT_SHUFFLE),
+    "protoqa": (protoqa.read_protoqa, protoqa.DEFAULT_SHUFFLE),
+    "mmlu": (mmlu.read_mmlu, mmlu.DEFAULT_SHUFFLE),
+    "generic": (generic.read_generic, generic.DEFAULT_SHUFFLE),
+}
+DATASETS = tuple(READERS)
+
+__all__ = [
+    "CORE_COLUMNS",
+    "DATASETS",
+    "ItemValidationError",
+    "LoadedDataset",
+    "RawItem",
+    "build_items",
+    "human_entropy",
+    "human_plurality",
+    "human_shares",
+    "load_dataset",
+]
+
+
+def load_dataset(
+    name: str,
+    *,
+    path: str | None = None,
+    limit: int | None = None,
+    on_error: str = "raise",
+    shuffle_options: bool | None = None,
+    seed: int = 0,
+) -> LoadedDataset:
+    """Loads and validates a dataset.
+
+    name: "coane", "protoqa" (shipped; `path` overrides the file), "mmlu" (needs `path`),
+    "generic" (needs `path`) or a path to a .jsonl/.csv/.parquet file.
+    limit: read only the first `limit` source rows. on_error: "raise" (ItemValidationError naming
+    the file and row) or "skip" (bad rows listed in `.skipped`). shuffle_options: permute each
+    item's options with numpy.random.default_rng([seed, row]); None = the dataset's default (only
+    ProtoQA shuffles, as it stores options by popularity).
+    """
+    if name not in READERS:
+        if not generic.is_generic_path(name):
+            raise ValueError(
+                f"unknown dataset {name!r}: expected one of {DATASETS} or a path to a "
+                f"{'/'.join(generic.SUFFIXES)} file"
+            )
+        if path is not None:
+            raise ValueError(f"dataset {name!r} is a path; do not give path={path!r} as well")
+        name, path = "generic", name
+    reader, default_shuffle = READERS[name]
+    shuffle = default_shuffle if shuffle_options is None else bool(shuffle_options)
+    raws, source, n_rows = reader(path, limit)
+    dataset = Path(source).stem if name == "generic" else name
+    items, skipped = build_items(
+        raws,
+        dataset=dataset,
+        source=source,
+        on_error=on_error,
+        shuffle=shuffle,
+        seed=seed,
+    )
+    method = PERMUTATION_METHOD if shuffle else "identity"
+    permutation = {"shuffled": shuffle, "seed": int(seed), "method": method}
+    return LoadedDataset(items, dataset, source, skipped, permutation, n_rows)
