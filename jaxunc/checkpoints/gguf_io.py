@@ -1,0 +1,389 @@
+"""Read a llama.cpp GGUF file into an HF-style config, HF-named float32 tensors and a fast tokenizer.
+
+The header (metadata + tensor table) is parsed here with `struct` on a memory map: gguf.GGUFReader
+builds a numpy view per string and needs ~4 s for a 49k-token vocabulary, this takes ~0.2 s. The
+`gguf` package still provides the ggml type table and the dequantization (gguf.quants.dequantize).
+
+Layout facts used here:
+- GGUF stores a 2-D weight with ne = [in_features, out_features]; the `gguf` reader exposes it as a
+  numpy array [out_features, in_features], i.e. already the HF `nn.Linear` layout.
+- llama.cpp's converter permutes the rows of Q and K so that its RoPE rotates adjacent pairs
+  (x[2i], x[2i+1]) instead of HF's halves (x[i], x[i + d/2]). Per head, with d = head_dim, GGUF row
+  2*i + j holds HF row j*d/2 + i (j in {0, 1}); `unpermute_rope_rows` undoes that.
+- Tokenizer: `tokenizer.ggml.model == "gpt2"` is byte-level BPE whose vocabulary is already spelled in
+  the GPT-2 byte alphabet; `tokenizer.ggml.pre` names the pre-tokenizer regex.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import mmap
+import os
+import pathlib
+import re
+import struct
+from typing import Any
+
+import numpy as np
+
+_LAYER_MAP = {
+    "attn_norm.weight": "input_layernorm.weight",
+    "attn_q.weight": "self_attn.q_proj.weight",
+    "attn_k.weight": "self_attn.k_proj.weight",
+    "attn_v.weight": "self_attn.v_proj.weight",
+    "attn_q.bias": "self_attn.q_proj.bias",
+    "attn_k.bias": "self_attn.k_proj.bias",
+    "attn_v.bias": "self_attn.v_proj.bias",
+    "attn_output.weight": "self_attn.o_proj.weight",
+    "ffn_norm.weight": "post_attention_layernorm.weight",
+    "ffn_gate.weight": "mlp.gate_proj.weight",
+    "ffn_up.weight": "mlp.up_proj.weight",
+    "ffn_down.weight": "mlp.down_proj.weight",
+}
+_GLOBAL_MAP = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+# Tensors llama.cpp stores that have no HF counterpart (precomputed llama3 RoPE factors).
+_IGNORED_TENSORS = {"rope_freqs.weight"}
+_SUPPORTED_ARCHITECTURES = ("llama",)
+
+# Pre-tokenizer split patterns (llama.cpp `tokenizer.ggml.pre` names). None = GPT-2 byte-level regex.
+_GPT2_PRE = ("gpt-2", "gpt2", "default", "smollm")
+_LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_SPLIT_PRE = {"llama3": _LLAMA3_SPLIT, "llama-bpe": _LLAMA3_SPLIT, "llama-v3": _LLAMA3_SPLIT}
+_TOKEN_TYPE_CONTROL = 3
+_TOKEN_TYPE_USER_DEFINED = 4
+
+
+@dataclasses.dataclass
+class GGUFCheckpoint:
+    """A GGUF file read into HF conventions.
+
+    config: HF config.json-style dict; tensors: HF name -> float32 array in HF layout (empty when read
+    with `with_tensors=False`); tokenizer: transformers PreTrainedTokenizerFast; metadata: the GGUF
+    key/value metadata except the large tokenizer arrays.
+    """
+
+    config: dict[str, Any]
+    tensors: dict[str, np.ndarray]
+    tokenizer: Any
+    metadata: dict[str, Any]
+
+
+def unpermute_rope_rows(weight: np.ndarray, n_heads: int) -> np.ndarray:
+    """Undo llama.cpp's Q/K row permutation: GGUF row (h, 2i + j) -> HF row (h, j*d/2 + i).
+
+    `weight` is [n_heads * head_dim, ...] (a weight matrix or a bias vector).
+    """
+    rows = weight.shape[0]
+    if rows % (2 * n_heads):
+        raise ValueError(f"cannot unpermute {rows} rows into {n_heads} heads of even size")
+    half = rows // n_heads // 2
+    w = weight.reshape(n_heads, half, 2, *weight.shape[1:])
+    return np.ascontiguousarray(w.swapaxes(1, 2).reshape(weight.shape))
+
+
+# GGUF value types (gguf spec): id -> struct format; 8 = string, 9 = array.
+_SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_NUMPY_TYPES = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "?", 10: "<u8", 11: "<i8", 12: "<f8"}
+_STRING, _ARRAY = 8, 9
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorInfo:
+    """One entry of the GGUF tensor table: ggml dims ne (fastest first), ggml type, absolute byte offset."""
+
+    name: str
+    dims: tuple[int, ...]
+    ggml_type: int
+    offset: int
+
+
+class _Cursor:
+    """Little-endian reader over a memory-mapped GGUF file that fails with a ValueError past the end."""
+
+    def __init__(self, buf: mmap.mmap, path: pathlib.Path):
+        self.buf, self.pos, self.path = buf, 0, path
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.buf):
+            raise ValueError(f"{self.path}: truncated GGUF file (needs byte {self.pos + n}, has {len(self.buf)})")
+        out = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def unpack(self, fmt: str):
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
+
+    def string(self) -> str:
+        return self.take(self.unpack("<Q")).decode("utf-8", errors="replace")
+
+    def value(self, kind: int):
+        if kind in _SCALAR_FORMATS:
+            return self.unpack(_SCALAR_FORMATS[kind])
+        if kind == _STRING:
+            return self.string()
+        if kind == _ARRAY:
+            item_kind, count = self.unpack("<I"), self.unpack("<Q")
+            if item_kind in _NUMPY_TYPES:
+                dtype = np.dtype(_NUMPY_TYPES[item_kind])
+                return np.frombuffer(self.take(count * dtype.itemsize), dtype=dtype).tolist()
+            return [self.value(item_kind) for _ in range(count)]
+        raise ValueError(f"{self.path}: unknown GGUF value type {kind} at byte {self.pos}")
+
+
+def read_gguf_header(path: str | pathlib.Path) -> tuple[dict[str, Any], list[TensorInfo]]:
+    """Metadata dict and tensor table of a GGUF (v2/v3, little-endian) file, without reading tensor data.
+
+    Layout: "GGUF", u32 version, u64 n_tensors, u64 n_kv, n_kv x (string key, u32 type, value),
+    n_tensors x (string name, u32 n_dims, u64 ne[n_dims], u32 ggml_type, u64 offset), padding to
+    `general.alignment` (default 32), then the tensor data.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"GGUF file not found: {path}")
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size < 24:
+            raise ValueError(f"{path} is not a GGUF file (too short)")
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            cur = _Cursor(buf, path)
+            if cur.take(4) != b"GGUF":
+                raise ValueError(f"{path} is not a GGUF file (bad magic bytes)")
+            version = cur.unpack("<I")
+            if version not in (2, 3):
+                raise ValueError(f"{path}: GGUF version {version} is not supported (2 or 3 expected)")
+            n_tensors, n_kv = cur.unpack("<Q"), cur.unpack("<Q")
+            meta: dict[str, Any] = {}
+            for _ in range(n_kv):
+                key = cur.string()
+                meta[key] = cur.value(cur.unpack("<I"))
+            table = []
+            for _ in range(n_tensors):
+                name = cur.string()
+                dims = tuple(cur.unpack("<Q") for _ in range(cur.unpack("<I")))
+                table.append((name, dims, cur.unpack("<I"), cur.unpack("<Q")))
+            alignment = int(meta.get("general.alignment", 32))
+            start = -(-cur.pos // alignment) * alignment
+            size = len(buf)
+    tensors = [TensorInfo(name, dims, kind, start + offset) for name, dims, kind, offset in table]
+    for info in tensors:
+        if info.offset + _nbytes(info, path) > size:
+            raise ValueError(f"{path}: truncated GGUF file (tensor {info.name!r} runs past the end)")
+    return meta, tensors
+
+
+def _nbytes(info: TensorInfo, path: pathlib.Path) -> int:
+    import gguf
+
+    try:
+        block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(info.ggml_type)]
+    except (ValueError, KeyError) as err:
+        raise ValueError(f"{path}: tensor {info.name!r} has unknown ggml type {info.ggml_type}") from err
+    if info.dims[0] % block:
+        raise ValueError(f"{path}: tensor {info.name!r} row of {info.dims[0]} is not a multiple of {block}")
+    return math.prod(info.dims) // block * type_size
+
+
+def _require(meta: dict[str, Any], key: str, path: pathlib.Path) -> Any:
+    if key not in meta:
+        raise ValueError(f"{path}: GGUF metadata key {key!r} is missing")
+    return meta[key]
+
+
+def _llama_config(meta: dict[str, Any], tensor_names: set[str], path: pathlib.Path) -> dict[str, Any]:
+    """HF LlamaConfig-style dict from `llama.*` metadata keys."""
+    arch = "llama"
+    hidden = int(_require(meta, f"{arch}.embedding_length", path))
+    n_heads = int(_require(meta, f"{arch}.attention.head_count", path))
+    n_kv = int(meta.get(f"{arch}.attention.head_count_kv", n_heads))
+    head_dim = int(meta.get(f"{arch}.attention.key_length", hidden // n_heads))
+    rope_dim = int(meta.get(f"{arch}.rope.dimension_count", head_dim))
+    if rope_dim != head_dim:
+        raise ValueError(f"{path}: partial rotary (rope.dimension_count={rope_dim}, head_dim={head_dim}) is not llama")
+    tokens = meta.get("tokenizer.ggml.tokens")
+    vocab = meta.get(f"{arch}.vocab_size", len(tokens) if tokens is not None else None)
+    if vocab is None:
+        raise ValueError(f"{path}: neither llama.vocab_size nor tokenizer.ggml.tokens gives the vocabulary size")
+    rope_scaling = None
+    scaling_type = meta.get(f"{arch}.rope.scaling.type")
+    if scaling_type not in (None, "none"):
+        rope_scaling = {"rope_type": scaling_type, "factor": float(meta[f"{arch}.rope.scaling.factor"])}
+        if f"{arch}.rope.scaling.original_context_length" in meta:
+            rope_scaling["original_max_position_embeddings"] = int(
+                meta[f"{arch}.rope.scaling.original_context_length"]
+            )
+    return {
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        "hidden_size": hidden,
+        "intermediate_size": int(_require(meta, f"{arch}.feed_forward_length", path)),
+        "num_hidden_layers": int(_require(meta, f"{arch}.block_count", path)),
+        "num_attention_heads": n_heads,
+        "num_key_value_heads": n_kv,
+        "head_dim": head_dim,
+        "hidden_act": "silu",
+        "rms_norm_eps": float(meta.get(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)),
+        "rope_theta": float(meta.get(f"{arch}.rope.freq_base", 10000.0)),
+        "rope_scaling": rope_scaling,
+        "max_position_embeddings": int(meta.get(f"{arch}.context_length", 2048)),
+        "vocab_size": int(vocab),
+        "tie_word_embeddings": "output.weight" not in tensor_names,
+        "attention_bias": "blk.0.attn_q.bias" in tensor_names,
+        "mlp_bias": False,
+        "bos_token_id": meta.get("tokenizer.ggml.bos_token_id"),
+        "eos_token_id": meta.get("tokenizer.ggml.eos_token_id"),
+        "pad_token_id": meta.get("tokenizer.ggml.padding_token_id"),
+        "torch_dtype": "float32",
+        "name_or_path": str(meta.get("general.name", path.stem)),
+    }
+
+
+def hf_tensor_name(gguf_name: str) -> str | None:
+    """HF name of a llama GGUF tensor (None for tensors with no HF counterpart)."""
+    if gguf_name in _GLOBAL_MAP:
+        return _GLOBAL_MAP[gguf_name]
+    if gguf_name in _IGNORED_TENSORS:
+        return None
+    match = re.fullmatch(r"blk\.(\d+)\.(.+)", gguf_name)
+    if match and match.group(2) in _LAYER_MAP:
+        return f"model.layers.{match.group(1)}.{_LAYER_MAP[match.group(2)]}"
+    raise ValueError(f"unknown llama GGUF tensor {gguf_name!r}")
+
+
+def _read_tensors(
+    path: pathlib.Path, infos: list[TensorInfo], config: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    import gguf
+    from gguf import quants
+
+    data = np.memmap(path, dtype=np.uint8, mode="r")
+    out = {}
+    for info in infos:
+        try:
+            name = hf_tensor_name(info.name)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from err
+        if name is None:
+            continue
+        nbytes = _nbytes(info, path)
+        shape = tuple(reversed(info.dims))  # numpy order: slowest dim first
+        row_bytes = nbytes // max(1, math.prod(shape[:-1]))
+        raw = data[info.offset : info.offset + nbytes].reshape(*shape[:-1], row_bytes)
+        kind = gguf.GGMLQuantizationType(info.ggml_type)
+        try:
+            weights = quants.dequantize(raw, kind)
+        except NotImplementedError as err:
+            raise ValueError(f"{path}: tensor {info.name!r}: {err}") from err
+        weights = np.array(weights, dtype=np.float32, order="C")  # copy out of the memory map
+        if weights.shape != shape:
+            raise ValueError(f"{path}: tensor {info.name!r} dequantized to {weights.shape}, expected {shape}")
+        if ".attn_q." in info.name:
+            weights = unpermute_rope_rows(weights, config["num_attention_heads"])
+        elif ".attn_k." in info.name:
+            weights = unpermute_rope_rows(weights, config["num_key_value_heads"])
+        out[name] = weights
+    del data
+    return out
+
+
+def _pre_tokenizer(pre: str | None, path: pathlib.Path):
+    from tokenizers import Regex, pre_tokenizers
+
+    if pre in _SPLIT_PRE:
+        return pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(_SPLIT_PRE[pre]), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if pre == "smollm":  # llama.cpp: "\p{N}" split first, then the GPT-2 regex
+        return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    if pre is None or pre in _GPT2_PRE:
+        return byte_level
+    raise ValueError(
+        f"{path}: tokenizer.ggml.pre={pre!r} is not supported; known: {sorted(set(_GPT2_PRE) | set(_SPLIT_PRE))}"
+    )
+
+
+def build_tokenizer(meta: dict[str, Any], path: pathlib.Path):
+    """transformers PreTrainedTokenizerFast from the GGUF tokenizer metadata (byte-level BPE only)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, processors
+    from transformers import PreTrainedTokenizerFast
+
+    kind = meta.get("tokenizer.ggml.model")
+    if kind != "gpt2":
+        raise ValueError(f"{path}: tokenizer.ggml.model={kind!r} is not supported (only byte-level BPE 'gpt2')")
+    tokens: list[str] = _require(meta, "tokenizer.ggml.tokens", path)
+    if len(set(tokens)) != len(tokens):
+        raise ValueError(f"{path}: tokenizer.ggml.tokens has duplicate entries")
+    merges = []
+    for merge in _require(meta, "tokenizer.ggml.merges", path):
+        parts = merge.split(" ")
+        if len(parts) != 2:
+            raise ValueError(f"{path}: malformed merge {merge!r} in tokenizer.ggml.merges")
+        merges.append((parts[0], parts[1]))
+    vocab = {token: index for index, token in enumerate(tokens)}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
+    backend.pre_tokenizer = _pre_tokenizer(meta.get("tokenizer.ggml.pre"), path)
+    backend.decoder = decoders.ByteLevel()
+    types = meta.get("tokenizer.ggml.token_type") or [1] * len(tokens)
+    special = [t for t, k in zip(tokens, types) if k == _TOKEN_TYPE_CONTROL]
+    user = [t for t, k in zip(tokens, types) if k == _TOKEN_TYPE_USER_DEFINED]
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special])
+    backend.add_tokens([AddedToken(t, special=False, normalized=False) for t in user])
+
+    def token(key: str) -> str | None:
+        index = meta.get(f"tokenizer.ggml.{key}_token_id")
+        return None if index is None else tokens[index]
+
+    bos = token("bos")
+    add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", False))
+    add_eos = bool(meta.get("tokenizer.ggml.add_eos_token", False))
+    eos = token("eos")
+    if (add_bos and bos is None) or (add_eos and eos is None):
+        raise ValueError(f"{path}: add_bos/add_eos set but the bos/eos token id is missing")
+    single = ([f"{bos}:0"] if add_bos else []) + ["$A:0"] + ([f"{eos}:0"] if add_eos else [])
+    pair = single + ([f"{bos}:1"] if add_bos else []) + ["$B:1"] + ([f"{eos}:1"] if add_eos else [])
+    special_pairs = [(t, vocab[t]) for t in {bos, eos} if t is not None and (add_bos or add_eos)]
+    backend.post_processor = processors.Sequence(
+        [
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(single=" ".join(single), pair=" ".join(pair), special_tokens=special_pairs),
+        ]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=bos,
+        eos_token=eos,
+        unk_token=token("unknown"),
+        pad_token=token("padding"),
+        chat_template=meta.get("tokenizer.chat_template"),
+        model_max_length=int(meta.get(f"{meta.get('general.architecture')}.context_length", 2048)),
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def read_gguf(path: str | pathlib.Path, with_tensors: bool = True) -> GGUFCheckpoint:
+    """Read a llama-architecture GGUF file: config, dequantized float32 HF tensors and tokenizer.
+
+    With `with_tensors=False` only metadata is decoded (fast; `tensors` is empty).
+    """
+    path = pathlib.Path(path)
+    meta, infos = read_gguf_header(path)
+    arch = meta.get("general.architecture")
+    if arch not in _SUPPORTED_ARCHITECTURES:
+        raise ValueError(
+            f"{path}: GGUF architecture {arch!r} is not supported; supported: {list(_SUPPORTED_ARCHITECTURES)}"
+        )
+    config = _llama_config(meta, {t.name for t in infos}, path)
+    tokenizer = build_tokenizer(meta, path)
+    tensors = _read_tensors(path, infos, config) if with_tensors else {}
+    small_meta = {k: v for k, v in meta.items() if not (k.startswith("tokenizer.ggml.") and isinstance(v, list))}
+    return GGUFCheckpoint(config=config, tensors=tensors, tokenizer=tokenizer, metadata=small_meta)

@@ -1,0 +1,134 @@
+"""Flax NNX decoder-only language models: Llama-style, Gemma, Gemma 2, GPT-NeoX.
+
+One model class (``CausalLM`` in transformer.py) built from shared layers (layers.py); each family module
+(llama.py, gemma.py, gemma2.py, gpt_neox.py) maps its HF config.json onto ``ModelConfig`` flags.
+
+Parameters, flattened: ``flat_params(model)`` / ``build_model(params=...)`` use a dict keyed by the
+module path joined with dots, e.g. ``"embed.embedding"``, ``"layers.0.attn.q_proj.kernel"`` (Linear
+kernels are [in, out]), ``"layers.0.mlp_norm.scale"``, ``"final_norm.scale"``, ``"lm_head.kernel"``.
+
+Jitting (what the engine should do): split once, jit pure functions of (state, inputs)::
+
+    jm = JittedModel(model)           # graphdef/state split once; functions jitted once per shape
+    logits = jm.forward(jm.state, input_ids, attention_mask, logit_positions)
+    cache = jm.init_cache(batch_size, max_length)
+    logits, cache = jm.prefill(jm.state, input_ids, attention_mask, cache)
+    logits, cache = jm.decode_step(jm.state, tokens, cache)   # the cache argument is donated
+
+``jm.state`` can be sharded (jax.device_put with NamedSharding) before the calls. Inside your own jitted
+function use ``nnx.merge(jm.graphdef, state)`` and call the model's methods.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from types import ModuleType
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxunc.models import gemma, gemma2, gpt_neox, llama
+from jaxunc.models.config import ModelConfig
+from jaxunc.models.transformer import CausalLM, KVCache, resolve_dtype
+
+FAMILIES: dict[str, ModuleType] = {
+    **{t: llama for t in llama.MODEL_TYPES},
+    **{t: gemma for t in gemma.MODEL_TYPES},
+    **{t: gemma2 for t in gemma2.MODEL_TYPES},
+    **{t: gpt_neox for t in gpt_neox.MODEL_TYPES},
+}
+
+__all__ = [
+    "FAMILIES",
+    "CausalLM",
+    "JittedModel",
+    "KVCache",
+    "ModelConfig",
+    "build_model",
+    "flat_params",
+    "param_shapes",
+]
+
+
+def _flatten(state: nnx.State) -> dict[str, Any]:
+    return {".".join(str(p) for p in path): var for path, var in nnx.to_flat_state(state)}
+
+
+def _abstract(config: ModelConfig, dtype: str | jnp.dtype) -> tuple[nnx.GraphDef, nnx.State]:
+    return nnx.split(CausalLM(config, dtype=dtype, rngs=None))
+
+
+def param_shapes(config: ModelConfig, dtype: str | jnp.dtype = "float32") -> dict[str, jax.ShapeDtypeStruct]:
+    """Flat parameter name -> ShapeDtypeStruct, without allocating the parameters."""
+    _, state = _abstract(config, dtype)
+    return {k: v.get_value() for k, v in _flatten(state).items()}
+
+
+def flat_params(model: CausalLM) -> dict[str, jax.Array]:
+    """The model's parameters as a flat dict (see module docstring for the key format)."""
+    return {k: v.get_value() for k, v in _flatten(nnx.state(model, nnx.Param)).items()}
+
+
+def build_model(
+    config: ModelConfig,
+    *,
+    dtype: str | jnp.dtype = "float32",
+    rngs: nnx.Rngs | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> CausalLM:
+    """A model for `config`: random init from `rngs`, or filled from flat `params` (no random init).
+
+    `params` must hold exactly the keys of ``param_shapes(config, dtype)`` with those shapes (arrays are
+    cast to the model dtype); otherwise ValueError naming the missing / unexpected / mis-shaped keys.
+    """
+    if params is None:
+        return CausalLM(config, dtype=dtype, rngs=rngs if rngs is not None else nnx.Rngs(0))
+    if rngs is not None:
+        raise ValueError("pass either rngs (random init) or params, not both")
+    dt = resolve_dtype(dtype)
+    graphdef, state = _abstract(config, dt)
+    flat = _flatten(state)
+    missing = sorted(set(flat) - set(params))
+    unexpected = sorted(set(params) - set(flat))
+    if missing or unexpected:
+        raise ValueError(f"params do not match the model: missing {missing}, unexpected {unexpected}")
+    for name, var in flat.items():
+        want = var.get_value().shape
+        got = tuple(np.shape(params[name]))
+        if got != tuple(want):
+            raise ValueError(f"parameter {name}: expected shape {tuple(want)}, got {got}")
+        var.set_value(jnp.asarray(params[name], dtype=dt))
+    return nnx.merge(graphdef, state)  # the flat view shares the Variables of `state`
+
+
+@dataclasses.dataclass
+class JittedModel:
+    """A model split once into (graphdef, state) with jitted pure functions of (state, ...)."""
+
+    graphdef: nnx.GraphDef
+    state: nnx.State
+    forward: Callable[..., jax.Array]
+    prefill: Callable[..., tuple[jax.Array, KVCache]]
+    decode_step: Callable[..., tuple[jax.Array, KVCache]]
+    init_cache: Callable[[int, int], KVCache]
+
+    def __init__(self, model: CausalLM):
+        self.graphdef, self.state = nnx.split(model)
+        gd = self.graphdef
+
+        def forward(state, input_ids, attention_mask, logit_positions):
+            return nnx.merge(gd, state)(input_ids, attention_mask, logit_positions)
+
+        def prefill(state, input_ids, attention_mask, cache):
+            return nnx.merge(gd, state).prefill(input_ids, attention_mask, cache)
+
+        def decode_step(state, tokens, cache):
+            return nnx.merge(gd, state).decode_step(tokens, cache)
+
+        self.forward = jax.jit(forward)
+        self.prefill = jax.jit(prefill, donate_argnums=3)
+        self.decode_step = jax.jit(decode_step, donate_argnums=2)
+        self.init_cache = model.init_cache

@@ -1,0 +1,264 @@
+"""Shared building blocks: norms, rotary embeddings, grouped-query attention, MLPs, the decoder layer.
+
+Every family is the same decoder layer with different ModelConfig flags. Shapes: B batch, L query
+length, S key length, H query heads, K key/value heads (H % K == 0, G = H // K), D head_dim.
+Norms and softmax run in float32 and cast back to the activation dtype.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxunc.models.config import ModelConfig
+
+F32 = jnp.float32
+
+
+def make_param(rngs: nnx.Rngs | None, init: nnx.Initializer, shape: tuple[int, ...], dtype: jnp.dtype) -> nnx.Param:
+    """A parameter drawn with `init`, or a shape-only placeholder when `rngs` is None (abstract build:
+    the loader fills every placeholder from a checkpoint, so no random numbers are generated)."""
+    if rngs is None:
+        return nnx.Param(jax.ShapeDtypeStruct(shape, jnp.dtype(dtype)))
+    return nnx.Param(init(rngs.params(), shape, dtype))
+
+
+class Linear(nnx.Module):
+    """y = x @ kernel (+ bias); kernel [in, out], computed in `dtype`."""
+
+    def __init__(self, n_in: int, n_out: int, *, bias: bool, dtype: jnp.dtype, rngs: nnx.Rngs | None):
+        self.kernel = make_param(rngs, nnx.initializers.lecun_normal(), (n_in, n_out), dtype)
+        self.bias = make_param(rngs, nnx.initializers.zeros_init(), (n_out,), dtype) if bias else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.kernel[...]
+        y = jnp.dot(x.astype(kernel.dtype), kernel)
+        return y + self.bias[...] if self.bias is not None else y
+
+
+class Embed(nnx.Module):
+    """Token embedding table [vocab, hidden]; also the tied unembedding."""
+
+    def __init__(self, vocab: int, dim: int, *, dtype: jnp.dtype, rngs: nnx.Rngs | None):
+        self.embedding = make_param(rngs, nnx.initializers.normal(1.0), (vocab, dim), dtype)
+
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        return jnp.take(self.embedding[...], ids, axis=0)
+
+
+class RMSNorm(nnx.Module):
+    """y = x / sqrt(mean(x^2) + eps) * w (Llama: cast to dtype, then * w) or * (1 + w) (Gemma, in float32)."""
+
+    def __init__(self, dim: int, *, eps: float, one_plus: bool, dtype: jnp.dtype, rngs: nnx.Rngs | None):
+        self.eps = eps
+        self.one_plus = one_plus
+        init = nnx.initializers.zeros_init() if one_plus else nnx.initializers.ones_init()
+        self.scale = make_param(rngs, init, (dim,), dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        xf = x.astype(F32)
+        y = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
+        if self.one_plus:
+            return (y * (1.0 + self.scale[...].astype(F32))).astype(x.dtype)
+        return self.scale[...] * y.astype(x.dtype)
+
+
+class LayerNorm(nnx.Module):
+    """y = (x - mean) / sqrt(var + eps) * w + b, computed in float32."""
+
+    def __init__(self, dim: int, *, eps: float, dtype: jnp.dtype, rngs: nnx.Rngs | None):
+        self.eps = eps
+        self.scale = make_param(rngs, nnx.initializers.ones_init(), (dim,), dtype)
+        self.bias = make_param(rngs, nnx.initializers.zeros_init(), (dim,), dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        xf = x.astype(F32)
+        mean = jnp.mean(xf, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(xf - mean), axis=-1, keepdims=True)
+        y = (xf - mean) * jax.lax.rsqrt(var + self.eps)
+        return (y * self.scale[...].astype(F32) + self.bias[...].astype(F32)).astype(x.dtype)
+
+
+def make_norm(cfg: ModelConfig, dtype: jnp.dtype, rngs: nnx.Rngs | None) -> RMSNorm | LayerNorm:
+    if cfg.norm_kind == "layer":
+        return LayerNorm(cfg.hidden_size, eps=cfg.norm_eps, dtype=dtype, rngs=rngs)
+    one_plus = cfg.norm_kind == "rms_one_plus"
+    return RMSNorm(cfg.hidden_size, eps=cfg.norm_eps, one_plus=one_plus, dtype=dtype, rngs=rngs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Rotary position embeddings (the "rotate half" layout of Llama / GPT-NeoX).
+
+
+def inverse_frequencies(cfg: ModelConfig) -> np.ndarray:
+    """inv_freq_i = theta^(-2i / r), i < r/2, r = rotary_dim; then the configured scaling.
+
+    llama3 scaling (Llama 3.1): with wavelength w = 2 pi / f and old context C, frequencies with
+    w > C / low_freq_factor are divided by `factor`, those with w < C / high_freq_factor are kept, and in
+    between f <- (1 - s) f / factor + s f with s = (C / w - low) / (high - low).
+    linear scaling divides all frequencies by `factor`.
+    """
+    r = cfg.rotary_dim
+    inv = 1.0 / (cfg.rope_theta ** (np.arange(0, r, 2, dtype=np.float64) / r))
+    if cfg.rope_type == "linear":
+        inv = inv / cfg.rope_factor
+    elif cfg.rope_type == "llama3":
+        factor, low, high = cfg.rope_factor, cfg.rope_low_freq_factor, cfg.rope_high_freq_factor
+        old = cfg.rope_original_max_position
+        wavelen = 2 * np.pi / inv
+        scaled = np.where(wavelen > old / low, inv / factor, inv)
+        smooth = (old / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = (wavelen >= old / high) & (wavelen <= old / low)
+        inv = np.where(medium, smoothed, scaled)
+    return inv.astype(np.float32)
+
+
+def rotary_cos_sin(positions: jax.Array, cfg: ModelConfig, dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
+    """cos/sin of positions * inv_freq, duplicated to rotary_dim: [B, L, rotary_dim] in `dtype`."""
+    freqs = positions.astype(F32)[..., None] * jnp.asarray(inverse_frequencies(cfg))
+    emb = jnp.concatenate([freqs, freqs], axis=-1)
+    return jnp.cos(emb).astype(dtype), jnp.sin(emb).astype(dtype)
+
+
+def apply_rotary(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """x [B, L, N, D]: rotate the first r = cos.shape[-1] dims as x*cos + rotate_half(x)*sin, pass the rest."""
+    r = cos.shape[-1]
+    rot, rest = x[..., :r], x[..., r:]
+    x1, x2 = rot[..., : r // 2], rot[..., r // 2 :]
+    rotated = jnp.concatenate([-x2, x1], axis=-1)
+    out = rot * cos[:, :, None, :] + rotated * sin[:, :, None, :]
+    return jnp.concatenate([out, rest], axis=-1) if rest.shape[-1] else out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Attention.
+
+
+def attend(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    allowed: jax.Array,
+    *,
+    scale: float,
+    softcap: float | None,
+) -> jax.Array:
+    """softmax(cap(q k^T * scale) masked) v with grouped-query heads.
+
+    q [B, L, H, D], k/v [B, S, K, D], allowed bool [B, L, S]. Scores and softmax in float32
+    (cap(s) = c * tanh(s / c) when softcap is set), probabilities cast to v's dtype. Returns [B, L, H*D].
+    Rows with no allowed key (padding queries) get a uniform average instead of NaN.
+    """
+    b, length, h, d = q.shape
+    kv_heads = k.shape[2]
+    q = q.reshape(b, length, kv_heads, h // kv_heads, d)
+    scores = jnp.einsum("blkgd,bskd->bkgls", q, k, preferred_element_type=F32) * scale
+    if softcap is not None:
+        scores = jnp.tanh(scores / softcap) * softcap
+    scores = jnp.where(allowed[:, None, None, :, :], scores, jnp.finfo(F32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    out = jnp.einsum("bkgls,bskd->blkgd", probs, v)
+    return out.reshape(b, length, h * d)
+
+
+def _linear(n_in: int, n_out: int, bias: bool, dtype: jnp.dtype, rngs: nnx.Rngs | None) -> Linear:
+    return Linear(n_in, n_out, bias=bias, dtype=dtype, rngs=rngs)
+
+
+class Attention(nnx.Module):
+    """Multi-head attention with GQA, RoPE (full or partial), optional q/k/v/o biases and soft-capping."""
+
+    def __init__(self, cfg: ModelConfig, layer_idx: int, *, dtype: jnp.dtype, rngs: nnx.Rngs | None):
+        hd, h, kv = cfg.head_dim, cfg.num_heads, cfg.num_kv_heads
+        self.num_heads, self.num_kv_heads, self.head_dim = h, kv, hd
+        self.scale = cfg.attn_scale
+        self.softcap = cfg.attn_logit_softcap
+        self.sliding = cfg.layer_types[layer_idx] == "sliding"
+        self.q_proj = _linear(cfg.hidden_size, h * hd, cfg.qkv_bias, dtype, rngs)
+        self.k_proj = _linear(cfg.hidden_size, kv * hd, cfg.qkv_bias, dtype, rngs)
+        self.v_proj = _linear(cfg.hidden_size, kv * hd, cfg.qkv_bias, dtype, rngs)
+        self.o_proj = _linear(h * hd, cfg.hidden_size, cfg.o_bias, dtype, rngs)
+
+    def __call__(
+        self,
+        x: jax.Array,
+        rope: tuple[jax.Array, jax.Array],
+        allowed: jax.Array,
+        cache: tuple[jax.Array, jax.Array, jax.Array] | None = None,
+    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
+        """x [B, L, hidden] -> ([B, L, hidden], updated (k, v) cache or None).
+
+        `cache` = (k [B, M, K, D], v [B, M, K, D], write column): the new keys/values are written at
+        columns [col, col + L) and attention runs over all M columns (masked by `allowed` [B, L, M]).
+        """
+        b, length, _ = x.shape
+        q = self.q_proj(x).reshape(b, length, self.num_heads, self.head_dim)
+        k = self.k_proj(x).reshape(b, length, self.num_kv_heads, self.head_dim)
+        v = self.v_proj(x).reshape(b, length, self.num_kv_heads, self.head_dim)
+        cos, sin = rope
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        new_cache = None
+        if cache is not None:
+            cache_k, cache_v, col = cache
+            k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), (0, col, 0, 0))
+            v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), (0, col, 0, 0))
+            new_cache = (k, v)
+        out = attend(q, k, v, allowed, scale=self.scale, softcap=self.softcap)
+        return self.o_proj(out), new_cache
+
+
+class MLP(nnx.Module):
+    """Gated (SwiGLU / GeGLU): down(act(gate(x)) * up(x)); plain (GPT-NeoX): down(act(up(x)))."""
+
+    def __init__(self, cfg: ModelConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs | None):
+        self.activation = cfg.activation
+        self.gated = cfg.gated_mlp
+        if cfg.gated_mlp:
+            self.gate_proj = _linear(cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias, dtype, rngs)
+        self.up_proj = _linear(cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias, dtype, rngs)
+        self.down_proj = _linear(cfg.intermediate_size, cfg.hidden_size, cfg.mlp_bias, dtype, rngs)
+
+    def _act(self, x: jax.Array) -> jax.Array:
+        if self.activation == "silu":
+            return jax.nn.silu(x)
+        return jax.nn.gelu(x, approximate=self.activation == "gelu_tanh")
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.gated:
+            return self.down_proj(self._act(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(self._act(self.up_proj(x)))
+
+
+class DecoderLayer(nnx.Module):
+    """Pre-norm block. Sequential: x += attn(n1(x)); x += mlp(n2(x)) (Gemma 2 also norms each output).
+    Parallel (GPT-NeoX): x = mlp(n2(x)) + attn(n1(x)) + x."""
+
+    def __init__(self, cfg: ModelConfig, layer_idx: int, *, dtype: jnp.dtype, rngs: nnx.Rngs | None):
+        self.parallel = cfg.parallel_residual
+        self.sandwich = cfg.sandwich_norms
+        self.attn_norm = make_norm(cfg, dtype, rngs)
+        self.attn = Attention(cfg, layer_idx, dtype=dtype, rngs=rngs)
+        self.mlp_norm = make_norm(cfg, dtype, rngs)
+        self.mlp = MLP(cfg, dtype=dtype, rngs=rngs)
+        if cfg.sandwich_norms:
+            self.attn_out_norm = make_norm(cfg, dtype, rngs)
+            self.mlp_out_norm = make_norm(cfg, dtype, rngs)
+
+    @property
+    def sliding(self) -> bool:
+        return self.attn.sliding
+
+    def __call__(self, x, rope, allowed, cache=None):
+        a, new_cache = self.attn(self.attn_norm(x), rope, allowed, cache)
+        if self.parallel:
+            return self.mlp(self.mlp_norm(x)) + a + x, new_cache
+        if self.sandwich:
+            a = self.attn_out_norm(a)
+        x = x + a
+        m = self.mlp(self.mlp_norm(x))
+        if self.sandwich:
+            m = self.mlp_out_norm(m)
+        return x + m, new_cache
