@@ -93,3 +93,24 @@ def confidence_map(column: str) -> str | None:
     if name.endswith("-ent") or "-ent-" in name:
         return "one_minus"
     return None
+
+
+def measure_order(top_k=TOP_K, top_p=TOP_P) -> list[str]:
+    """Canonical order of the per-item measure columns in output tables."""
+    seq = sequence_names(top_k, top_p)
+    return (
+        mc_columns(top_k, top_p) + ["mc_choice-pdf", "cloze_pred", "correct"]
+        + [f"fr_tok1_{n}" for n in vocabulary_names(top_k, top_p)]
+        + [f"fr_{n}" for n in seq] + [f"bfr_{n}" for n in seq]
+        + ["fr_model_answer", "fr_gen_length", "fr_hit_cap", "fr_bracket_found"]
+    )
+
+
+def ordered(table_columns: list[str]) -> list[str]:
+    """`table_columns` with the measure columns moved into canonical order after the others."""
+    canonical = [c for c in measure_order() if c in table_columns]
+    known = set(canonical)
+    rest = [c for c in table_columns if c not in known]
+    model_cols = [c for c in ("model", "model_type", "model_size") if c in rest]
+    rest = [c for c in rest if c not in model_cols]
+    return rest + canonical + model_cols

@@ -80,3 +80,17 @@ def family_config(
         model_name=instruct_name if instruct else base_name, family=family,
         model_type="ins" if instruct else "base", size=size, prompt_format="chat" if instruct else "icl2",
     )
+
+
+def load_config_file(path, arg: str | None = None) -> ml_collections.ConfigDict:
+    """`get_config(arg)` of a config file, as `--config=path[:arg]` would give (for library use)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg is not None else module.get_config()

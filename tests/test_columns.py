@@ -25,3 +25,9 @@ def test_confidence_maps_follow_section_6():
     assert columns.confidence_map("mc_var-ent") is None
     assert columns.confidence_map("mc_top-p-len-0.9") is None
     assert columns.confidence_map("mc_top-p-ent-0.9") == "one_minus"
+
+
+def test_ordered_puts_measures_in_canonical_order_and_model_last():
+    cols = ["model", "mc_choice-ent", "item_id", "mc_total-ent", "cloze_pred", "model_size", "Question"]
+    assert columns.ordered(cols) == ["item_id", "Question", "mc_total-ent", "mc_choice-ent", "cloze_pred",
+                                     "model", "model_size"]
