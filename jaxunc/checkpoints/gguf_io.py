@@ -5,8 +5,8 @@ builds a numpy view per string and needs ~4 s for a 49k-token vocabulary, this t
 `gguf` package still provides the ggml type table and the dequantization (gguf.quants.dequantize).
 
 Layout facts used here:
-- GGUF stores a 2-D weight with ne = [in_features, out_features]; the `gguf` reader exposes it as a
-  numpy array [out_features, in_features], i.e. already the HF `nn.Linear` layout.
+- GGUF lists dims fastest-first: a weight has ne = [in_features, out_features], so read as a C-order
+  numpy array of shape reversed(ne) = [out_features, in_features] it is already in HF `nn.Linear` layout.
 - llama.cpp's converter permutes the rows of Q and K so that its RoPE rotates adjacent pairs
   (x[2i], x[2i+1]) instead of HF's halves (x[i], x[i + d/2]). Per head, with d = head_dim, GGUF row
   2*i + j holds HF row j*d/2 + i (j in {0, 1}); `unpermute_rope_rows` undoes that.
@@ -46,8 +46,11 @@ _GLOBAL_MAP = {
     "output_norm.weight": "model.norm.weight",
     "output.weight": "lm_head.weight",
 }
-# Tensors llama.cpp stores that have no HF counterpart (precomputed llama3 RoPE factors).
-_IGNORED_TENSORS = {"rope_freqs.weight"}
+# llama.cpp's precomputed per-frequency RoPE divisors (Llama 3.1+): read into config["rope_scaling"].
+_ROPE_FREQS = "rope_freqs.weight"
+_IGNORED_TENSORS = {_ROPE_FREQS}
+# (low_freq_factor, high_freq_factor, original_max_position_embeddings) of the Llama 3.x releases.
+_LLAMA3_ROPE_CANDIDATES = ((1.0, 4.0, 8192),)
 _SUPPORTED_ARCHITECTURES = ("llama",)
 
 # Pre-tokenizer split patterns (llama.cpp `tokenizer.ggml.pre` names). None = GPT-2 byte-level regex.
@@ -168,7 +171,9 @@ def read_gguf_header(path: str | pathlib.Path) -> tuple[dict[str, Any], list[Ten
                 name = cur.string()
                 dims = tuple(cur.unpack("<Q") for _ in range(cur.unpack("<I")))
                 table.append((name, dims, cur.unpack("<I"), cur.unpack("<Q")))
-            alignment = int(meta.get("general.alignment", 32))
+            alignment = meta.get("general.alignment", 32)
+            if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+                raise ValueError(f"{path}: general.alignment={alignment!r} is not a positive power of two")
             start = -(-cur.pos // alignment) * alignment
             size = len(buf)
     tensors = [TensorInfo(name, dims, kind, start + offset) for name, dims, kind, offset in table]
@@ -244,6 +249,48 @@ def _llama_config(meta: dict[str, Any], tensor_names: set[str], path: pathlib.Pa
     }
 
 
+def _llama3_smooth(inv_freq: np.ndarray, low: float, high: float, original: int) -> np.ndarray:
+    """s = clip((original / wavelength - low) / (high - low), 0, 1), wavelength = 2 pi / inv_freq."""
+    return np.clip((original * inv_freq / (2 * np.pi) - low) / (high - low), 0.0, 1.0)
+
+
+def llama3_rope_divisors(inv_freq: np.ndarray, factor: float, low: float, high: float, original: int) -> np.ndarray:
+    """Divisors d with inv_freq_scaled = inv_freq / d for HF "llama3" RoPE scaling.
+
+    scaled = (1 - s) * inv_freq / factor + s * inv_freq (s from `_llama3_smooth`), so
+    d = 1 / ((1 - s) / factor + s).
+    """
+    smooth = _llama3_smooth(inv_freq, low, high, original)
+    return 1.0 / ((1.0 - smooth) / factor + smooth)
+
+
+def _rope_scaling_from_freqs(divisors: np.ndarray, config: dict[str, Any], path: pathlib.Path) -> dict[str, Any] | None:
+    """Identify llama.cpp's rope_freqs tensor as HF llama3 RoPE scaling (None if all divisors are 1).
+
+    For each candidate (low, high, original), `factor` is solved from the frequency with the smallest
+    s: 1 / d = (1 - s) / factor + s; the candidate is accepted if it then reproduces every divisor.
+    """
+    dim = config["head_dim"]
+    inv_freq = config["rope_theta"] ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)
+    divisors = np.asarray(divisors, np.float64).reshape(-1)
+    if divisors.shape == inv_freq.shape and np.allclose(divisors, 1.0, rtol=1e-6):
+        return None
+    if divisors.shape == inv_freq.shape:
+        for low, high, original in _LLAMA3_ROPE_CANDIDATES:
+            smooth = _llama3_smooth(inv_freq, low, high, original)
+            i = int(np.argmin(smooth))
+            if smooth[i] >= 1.0 or 1.0 / divisors[i] - smooth[i] <= 0:
+                continue
+            factor = float((1.0 - smooth[i]) / (1.0 / divisors[i] - smooth[i]))
+            if np.allclose(llama3_rope_divisors(inv_freq, factor, low, high, original), divisors, rtol=1e-3):
+                return {"rope_type": "llama3", "factor": factor, "low_freq_factor": low,
+                        "high_freq_factor": high, "original_max_position_embeddings": original}
+    raise ValueError(
+        f"{path}: tensor {_ROPE_FREQS!r} ({divisors.size} RoPE frequency divisors) does not match llama3 RoPE "
+        f"scaling with (low, high, original context) in {list(_LLAMA3_ROPE_CANDIDATES)}; not supported"
+    )
+
+
 def hf_tensor_name(gguf_name: str) -> str | None:
     """HF name of a llama GGUF tensor (None for tensors with no HF counterpart)."""
     if gguf_name in _GLOBAL_MAP:
@@ -256,12 +303,30 @@ def hf_tensor_name(gguf_name: str) -> str | None:
     raise ValueError(f"unknown llama GGUF tensor {gguf_name!r}")
 
 
-def _read_tensors(
-    path: pathlib.Path, infos: list[TensorInfo], config: dict[str, Any]
-) -> dict[str, np.ndarray]:
+def _dequantize(path: pathlib.Path, info: TensorInfo, data: np.ndarray | None = None) -> np.ndarray:
+    """One tensor as a float32 C-order array of shape reversed(ne), copied out of the file."""
     import gguf
     from gguf import quants
 
+    if data is None:
+        data = np.memmap(path, dtype=np.uint8, mode="r")
+    nbytes = _nbytes(info, path)
+    shape = tuple(reversed(info.dims))  # numpy order: slowest dim first
+    row_bytes = nbytes // max(1, math.prod(shape[:-1]))
+    raw = data[info.offset : info.offset + nbytes].reshape(*shape[:-1], row_bytes)
+    try:
+        weights = quants.dequantize(raw, gguf.GGMLQuantizationType(info.ggml_type))
+    except NotImplementedError as err:
+        raise ValueError(f"{path}: tensor {info.name!r}: {err}") from err
+    weights = np.array(weights, dtype=np.float32, order="C")  # copy out of the memory map
+    if weights.shape != shape:
+        raise ValueError(f"{path}: tensor {info.name!r} dequantized to {weights.shape}, expected {shape}")
+    return weights
+
+
+def _read_tensors(
+    path: pathlib.Path, infos: list[TensorInfo], config: dict[str, Any]
+) -> dict[str, np.ndarray]:
     data = np.memmap(path, dtype=np.uint8, mode="r")
     out = {}
     for info in infos:
@@ -271,18 +336,7 @@ def _read_tensors(
             raise ValueError(f"{path}: {err}") from err
         if name is None:
             continue
-        nbytes = _nbytes(info, path)
-        shape = tuple(reversed(info.dims))  # numpy order: slowest dim first
-        row_bytes = nbytes // max(1, math.prod(shape[:-1]))
-        raw = data[info.offset : info.offset + nbytes].reshape(*shape[:-1], row_bytes)
-        kind = gguf.GGMLQuantizationType(info.ggml_type)
-        try:
-            weights = quants.dequantize(raw, kind)
-        except NotImplementedError as err:
-            raise ValueError(f"{path}: tensor {info.name!r}: {err}") from err
-        weights = np.array(weights, dtype=np.float32, order="C")  # copy out of the memory map
-        if weights.shape != shape:
-            raise ValueError(f"{path}: tensor {info.name!r} dequantized to {weights.shape}, expected {shape}")
+        weights = _dequantize(path, info, data)
         if ".attn_q." in info.name:
             weights = unpermute_rope_rows(weights, config["num_attention_heads"])
         elif ".attn_k." in info.name:
@@ -383,6 +437,9 @@ def read_gguf(path: str | pathlib.Path, with_tensors: bool = True) -> GGUFCheckp
             f"{path}: GGUF architecture {arch!r} is not supported; supported: {list(_SUPPORTED_ARCHITECTURES)}"
         )
     config = _llama_config(meta, {t.name for t in infos}, path)
+    rope_freqs = [t for t in infos if t.name == _ROPE_FREQS]
+    if rope_freqs:
+        config["rope_scaling"] = _rope_scaling_from_freqs(_dequantize(path, rope_freqs[0]), config, path)
     tokenizer = build_tokenizer(meta, path)
     tensors = _read_tensors(path, infos, config) if with_tensors else {}
     small_meta = {k: v for k, v in meta.items() if not (k.startswith("tokenizer.ggml.") and isinstance(v, list))}

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_BUCKETS: tuple[int, ...] = (32, 64, 128, 256, 384, 512, 768, 1024, 1536, 2048)
-
 
 def parse_buckets(spec: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
     """'64,128,256' -> (64, 128, 256), sorted and validated."""
