@@ -10,7 +10,8 @@ Fields (override any with --config.<field>=value):
   data.shuffle_options  unset: the dataset's default; data.seed seeds the option permutation
   tasks               comma-separated: mcqa, fr
   output_dir          '' = results/<config name>
-  engine.*            batch_size, buckets, chunk_size, nucleus (inclusive|exclusive2025), max_new_tokens
+  engine.*            batch_size, buckets, chunk_size, nucleus (inclusive|exclusive2025), max_new_tokens,
+                      distributed / process_index / process_count / wait_timeout (several hosts)
   analysis.*          run, bootstrap, seed
   recompute           discard earlier results of the same output_dir
 """
@@ -47,6 +48,9 @@ def base_config(
     config.engine = ml_collections.ConfigDict(dict(
         batch_size=8, buckets="64,128,192,256,320,384,512,768,1024,2048", chunk_size=64,
         nucleus="inclusive", max_new_tokens=100,
+        # Several hosts: jax.distributed (distributed=True, e.g. on a TPU pod) or explicit
+        # process_index/process_count; items are split by chunk, process 0 writes the tables.
+        distributed=False, process_index=-1, process_count=0, wait_timeout=1800.0,
     ))
     config.analysis = ml_collections.ConfigDict(dict(run=True, bootstrap=1000, seed=0))
     config.recompute = False

@@ -10,6 +10,7 @@ import logging
 import platform
 import re
 import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from jaxunc import columns, labels, prompts
 from jaxunc.data import load_dataset
 from jaxunc.engine import freeresponse, mcqa
 from jaxunc.engine.batching import parse_buckets
-from jaxunc.engine.chunked import process_items
+from jaxunc.engine.chunked import process_items, wait_for_all
 from jaxunc.engine.decode import make_generate
 from jaxunc.engine.mesh import check_batch_size, make_data_mesh
 from jaxunc.engine.scoring import make_score_step
@@ -81,8 +82,34 @@ def eos_ids(tokenizer) -> list[int]:
     return sorted(ids)
 
 
-def run_dataset(config, loaded, dataset, tasks: list[str], engines: dict, out: Path) -> dict:
-    """Run the tasks on one dataset; write items/<dataset>__<model>.parquet; return its record."""
+@dataclass(frozen=True)
+class Hosts:
+    """This process among the processes (hosts) sharing the run; process 0 writes the tables."""
+
+    index: int = 0
+    count: int = 1
+
+    @property
+    def is_writer(self) -> bool:
+        return self.index == 0
+
+
+def resolve_hosts(config) -> Hosts:
+    """From engine.process_index/process_count, else from jax (after jax.distributed.initialize)."""
+    if config.engine.distributed:
+        jax.distributed.initialize()
+    index = config.engine.process_index if config.engine.process_index >= 0 else jax.process_index()
+    count = config.engine.process_count if config.engine.process_count > 0 else jax.process_count()
+    if not 0 <= index < count:
+        raise ValueError(f"engine.process_index={index} must lie in [0, engine.process_count={count})")
+    if count > 1 and config.recompute:
+        raise ValueError("recompute=True with several processes would race; use a new output_dir instead")
+    return Hosts(index, count)
+
+
+def run_dataset(config, loaded, dataset, tasks: list[str], engines: dict, out: Path,
+                hosts: Hosts = Hosts()) -> dict:
+    """Run the tasks on one dataset; process 0 writes items/<dataset>__<model>.parquet."""
     items, tokenizer = dataset.items, loaded.tokenizer
     stem = f"{safe_name(dataset.name)}__{safe_name(config.model.name)}"
     settings = item_settings(config, dataset.name, loaded.source)
@@ -108,16 +135,23 @@ def run_dataset(config, loaded, dataset, tasks: list[str], engines: dict, out: P
             fns = freeresponse.batch_fn(engines["fr"]), freeresponse.rows_fn(tokenizer)
         store = ChunkStore(out / "items" / "parts" / f"{stem}.{task}.parquet",
                            fingerprint({**settings, "task": task,
-                                        "max_new_tokens": config.engine.max_new_tokens if task == "fr" else None}))
+                                        "max_new_tokens": config.engine.max_new_tokens if task == "fr" else None}),
+                           writer=hosts.index)
         if config.recompute:
             store.discard()
-        stats = process_items(items, token_lists, store, *fns, desc=f"{dataset.name} {task}", **common)
-        scored = store.finalize(list(items["item_id"]))
-        table[f"formatted_question_{task}"] = texts
-        table = table.merge(scored, on="item_id", how="left")
+        stats = process_items(items, token_lists, store, *fns, desc=f"{dataset.name} {task}",
+                              process_index=hosts.index, process_count=hosts.count, **common)
         lengths = [len(t) for t in token_lists]
         record[task] = {"prompt_tokens": {"min": min(lengths), "max": max(lengths),
                                           "mean": float(np.mean(lengths))}, **stats}
+        if not hosts.is_writer:
+            continue
+        wait_for_all(store, list(items["item_id"]), timeout=config.engine.wait_timeout)
+        scored = store.finalize(list(items["item_id"]))
+        table[f"formatted_question_{task}"] = texts
+        table = table.merge(scored, on="item_id", how="left")
+    if not hosts.is_writer:
+        return record
     table["model"], table["model_type"], table["model_size"] = (
         config.model.name, config.model.type, float(config.model.size))
     table = table[columns.ordered(list(table.columns))]
@@ -141,6 +175,7 @@ def summarize(table: pd.DataFrame) -> str:
 def run(config) -> dict:
     """Run every dataset x task of the config; write tables, run.json and the analysis."""
     tasks = parse_tasks(config.tasks)
+    hosts = resolve_hosts(config)
     out = output_dir(config)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -148,7 +183,7 @@ def run(config) -> dict:
     loaded = load_model_for(config)
     timings["load_model"] = time.perf_counter() - t0
 
-    mesh = make_data_mesh()
+    mesh = make_data_mesh(jax.local_devices())  # each host scores its own items on its own devices
     check_batch_size(config.engine.batch_size, mesh)
     engines = {}
     if "mcqa" in tasks:
@@ -171,13 +206,18 @@ def run(config) -> dict:
                                on_error=config.data.on_error, shuffle_options=config.data.shuffle_options,
                                seed=config.data.seed)
         print(dataset.summary())
-        entry = run_dataset(config, loaded, dataset, tasks, engines, out)
+        entry = run_dataset(config, loaded, dataset, tasks, engines, out, hosts)
+        record["datasets"][dataset.name] = entry
+        if not hosts.is_writer:
+            continue
         tables.append(entry["table"])
         print(f"{dataset.name} / {config.model.name}: {summarize(pd.read_parquet(entry['table']))}")
         if "mcqa" in engines:
             entry["compilations"] = {"mcqa": engines["mcqa"].n_compilations}
-        record["datasets"][dataset.name] = entry
         timings[f"dataset:{dataset.name}"] = time.perf_counter() - t0
+    record["hosts"] = {"index": hosts.index, "count": hosts.count}
+    if not hosts.is_writer:
+        return record
     _write_json(out / "run.json", record)
 
     if config.analysis.run and tables:

@@ -11,19 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
-import transformers
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from jaxunc import columns
 from jaxunc.configs import load_config_file
-from jaxunc.data import load_dataset
 from jaxunc.pipeline import run
-from tiny_checkpoints import VARIANTS
+from tiny_checkpoints import bpe_tokenizer, save_family_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 # config file -> (tiny variant of tiny_checkpoints.VARIANTS, config argument)
 FAMILIES = {
@@ -36,29 +30,6 @@ FAMILIES = {
     "gemma2": ("gemma2", "2b-ins"),
     "pythia": ("pythia", "160m"),
 }
-
-
-def bpe_tokenizer() -> transformers.PreTrainedTokenizerFast:
-    """A byte-level BPE with 400 entries trained on Coane text, ChatML template, no BOS."""
-    items = load_dataset("coane").items
-    text = list(items["Question"]) + [a for answers in items["Answers"] for a in answers]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(text, trainer)
-    return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=CHATML)
-
-
-def save_family_checkpoint(variant: str, directory: Path, tokenizer) -> None:
-    config_cls, kwargs = VARIANTS[variant]
-    config = config_cls(**{**kwargs, "vocab_size": len(tokenizer), "max_position_embeddings": 4096})
-    torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.save_pretrained(directory, safe_serialization=True)
-    tokenizer.save_pretrained(directory)
 
 
 @pytest.fixture(scope="module")

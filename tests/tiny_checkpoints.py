@@ -11,7 +11,7 @@ import pathlib
 
 import torch
 import transformers
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 VOCAB = 160
 CHAT_TEMPLATE = "{% for m in messages %}<s>{{ m['role'] }} {{ m['content'] }}</s>{% endfor %}"
@@ -123,3 +123,33 @@ def save_tiny_checkpoint(
     to_save.save_pretrained(directory, safe_serialization=True, **extra)
     tiny_tokenizer().save_pretrained(directory)
     return model
+
+
+# A real tokenizer for main-job tests: option letters are single tokens, ChatML chat template.
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+def bpe_tokenizer() -> transformers.PreTrainedTokenizerFast:
+    """A byte-level BPE with 400 entries trained on Coane text, ChatML template, no BOS."""
+    from jaxunc.data import load_dataset
+
+    items = load_dataset("coane").items
+    text = list(items["Question"]) + [a for answers in items["Answers"] for a in answers]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(text, trainer)
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=CHATML)
+
+
+def save_family_checkpoint(variant: str, directory: pathlib.Path, tokenizer) -> None:
+    """`variant` with the vocabulary of `tokenizer`, random HF init, saved with its tokenizer."""
+    config_cls, kwargs = VARIANTS[variant]
+    config = config_cls(**{**kwargs, "vocab_size": len(tokenizer), "max_position_embeddings": 4096})
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)

@@ -30,13 +30,20 @@ def process_items(
     pad_id: int,
     chunk_size: int,
     desc: str,
+    process_index: int = 0,
+    process_count: int = 1,
 ) -> dict:
-    """Compute the items not yet in `store`, writing one atomic chunk every `chunk_size` items."""
+    """Compute the items not yet in `store`, writing one atomic chunk every `chunk_size` items.
+
+    With several processes (hosts) sharing one output folder, item i belongs to process
+    (i // chunk_size) % process_count; each computes only its own items.
+    """
     done = store.load_done()
     done_ids = set(done["item_id"]) if len(done) else set()
-    todo = [i for i, item_id in enumerate(items["item_id"]) if item_id not in done_ids]
+    own = [i for i in range(len(items)) if (i // chunk_size) % process_count == process_index]
+    todo = [i for i in own if items["item_id"].iat[i] not in done_ids]
     start = time.perf_counter()
-    with tqdm(total=len(items), initial=len(items) - len(todo), desc=desc, unit="item") as bar:
+    with tqdm(total=len(own), initial=len(own) - len(todo), desc=desc, unit="item") as bar:
         for c0 in range(0, len(todo), chunk_size):
             rows_idx = np.asarray(todo[c0:c0 + chunk_size])
             outputs: dict[int, dict[str, np.ndarray]] = {}
@@ -50,5 +57,25 @@ def process_items(
             ordered = {n: np.stack([outputs[k][n] for k in range(len(rows_idx))]) for n in names}
             store.write_chunk(rows_fn(items.iloc[rows_idx], ordered))
     seconds = time.perf_counter() - start
-    return {"n_computed": len(todo), "n_reused": len(items) - len(todo), "seconds": seconds,
+    return {"n_computed": len(todo), "n_reused": len(own) - len(todo), "seconds": seconds,
             "items_per_second": len(todo) / seconds if todo else None}
+
+
+def wait_for_all(store: ChunkStore, item_ids: list[str], *, timeout: float, poll: float = 2.0) -> None:
+    """Block until every item has a row in `store` (written by any process).
+
+    Raises when no new row arrives for `timeout` seconds (a process died: rerun to resume).
+    """
+    wanted, last_count, last_change = set(item_ids), -1, time.monotonic()
+    while True:
+        done = store.load_done()
+        count = len(wanted & set(done["item_id"])) if len(done) else 0
+        if count == len(wanted):
+            return
+        if count != last_count:
+            last_count, last_change = count, time.monotonic()
+        elif time.monotonic() - last_change > timeout:
+            raise TimeoutError(
+                f"{store.partial_dir}: {len(wanted) - count} items still missing after {timeout:.0f} s "
+                f"without progress; another process may have died. Run again to resume.")
+        time.sleep(poll)

@@ -2,7 +2,7 @@
 
 Layout for a final table `items/<dataset>__<model>.parquet`:
   items/<dataset>__<model>.partial/fingerprint.txt   the settings the chunks were computed with
-  items/<dataset>__<model>.partial/chunk-00000.parquet ...
+  items/<dataset>__<model>.partial/chunk-p<process>-00000.parquet ...
 A run killed at any point loses at most the chunk in flight; a restart with the same settings reads
 the chunks back and computes only the missing items. The fingerprint leaves out `data.limit`, so a
 short run's rows are reused by the full run.
@@ -54,10 +54,11 @@ def read_fingerprint(path: Path) -> str | None:
 class ChunkStore:
     """Chunks of finished rows for one (dataset, model) table, keyed by `item_id`."""
 
-    def __init__(self, final_path: Path, fingerprint_value: str):
+    def __init__(self, final_path: Path, fingerprint_value: str, writer: int = 0):
         self.final_path = Path(final_path)
         self.partial_dir = self.final_path.with_suffix(".partial")
         self.fingerprint = fingerprint_value
+        self.writer = writer  # process index: hosts sharing one output folder never collide
 
     def _check_partial(self) -> None:
         stamp = self.partial_dir / "fingerprint.txt"
@@ -92,11 +93,11 @@ class ChunkStore:
         if not stamp.exists():
             stamp.write_text(self.fingerprint + "\n")
         self._check_partial()
-        index = len(list(self.partial_dir.glob("chunk-*.parquet")))
-        path = self.partial_dir / f"chunk-{index:05d}.parquet"
+        index = len(list(self.partial_dir.glob(f"chunk-p{self.writer}-*.parquet")))
+        path = self.partial_dir / f"chunk-p{self.writer}-{index:05d}.parquet"
         while path.exists():
             index += 1
-            path = self.partial_dir / f"chunk-{index:05d}.parquet"
+            path = self.partial_dir / f"chunk-p{self.writer}-{index:05d}.parquet"
         write_parquet_atomic(rows, path)
         return path
 
