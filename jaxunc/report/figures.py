@@ -1,0 +1,154 @@
+"""Figures (matplotlib, Agg backend): one function per figure, each returns the written paths."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def _safe(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", str(s))
+
+
+def _heatmap(mat: pd.DataFrame, mask: pd.DataFrame, title: str, path: Path, cmap: str, center0: bool) -> Path:
+    fig, ax = plt.subplots(figsize=(min(28, max(6, 0.3 * mat.shape[1] + 3)), min(16, max(3, 0.3 * mat.shape[0] + 2))))
+    vals = mat.to_numpy(float)
+    shown = np.where(mask.to_numpy(bool), np.nan, vals)
+    lim = np.nanmax(np.abs(vals)) if np.isfinite(vals).any() else 1.0
+    im = ax.imshow(shown, cmap=cmap, vmin=-lim if center0 else 0, vmax=lim, aspect="auto")
+    ax.set_xticks(range(mat.shape[1]), mat.columns, rotation=90, fontsize=7)
+    ax.set_yticks(range(mat.shape[0]), mat.index, fontsize=7)
+    if shown.size <= 600:  # values printed in cells for small maps only (text is slow and unreadable beyond)
+        for (i, j), v in np.ndenumerate(shown):
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5)
+    fig.colorbar(im, ax=ax)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def alignment_heatmaps(al: pd.DataFrame, out: Path, alpha: float = 0.05) -> list[Path]:
+    """Models x measures oriented Spearman per dataset x target; cells with q >= alpha masked."""
+    paths = []
+    sub = al[al["method"] == "spearman"]
+    for (ds, t), g in sub.groupby(["dataset", "target"]):
+        mat = g.pivot_table(index="model", columns="measure", values="coef_oriented", aggfunc="first", dropna=False)
+        q = g.pivot_table(index="model", columns="measure", values="q_value", aggfunc="first", dropna=False)
+        mask = ~(q < alpha).reindex_like(mat).fillna(False)
+        qm = g["q_method"].iloc[0]
+        paths.append(_heatmap(mat, mask, f"{ds}: oriented Spearman with {t} ({qm} q < {alpha} shown)",
+                              out / f"alignment_{_safe(ds)}_{_safe(t)}.png", "RdBu_r", True))
+    return paths
+
+
+def ece_heatmaps(cal: pd.DataFrame, out: Path) -> list[Path]:
+    paths = []
+    for ds, g in cal[cal["ece_width10"].notna()].groupby("dataset"):
+        mat = g.pivot_table(index="model", columns="measure", values="ece_width10", aggfunc="first")
+        paths.append(_heatmap(mat, mat.isna(), f"{ds}: ECE (10 equal-width bins)",
+                              out / f"ece_{_safe(ds)}.png", "viridis", False))
+    return paths
+
+
+def reliability_diagrams(rel: pd.DataFrame, out: Path, all_measures: bool = False) -> list[Path]:
+    """One PNG per dataset x model: a panel per measure with bin accuracy vs confidence and counts.
+
+    Only `mc_*` measures unless all_measures (reliability.csv holds every measure's bins)."""
+    paths = []
+    if rel.empty:
+        return paths
+    if not all_measures:
+        rel = rel[rel["measure"].str.startswith("mc_")]
+    for (ds, model), g in rel.groupby(["dataset", "model"]):
+        ms = list(dict.fromkeys(g["measure"]))
+        cols = min(6, len(ms))
+        rows = int(np.ceil(len(ms) / cols))
+        fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.4 * rows), squeeze=False, sharex=True,
+                                 sharey=True, layout="constrained")
+        for ax, m in zip(axes.ravel(), ms):
+            b = g[g["measure"] == m]
+            centers = (b["bin_low"] + b["bin_high"]) / 2
+            ax.bar(centers, b["accuracy"].fillna(0), width=0.09, color="tab:blue")
+            ax.plot([0, 1], [0, 1], "k--", lw=0.7)
+            ax.set_title(m + "\nn/bin: " + " ".join(str(int(c)) for c in b["count"]), fontsize=5)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.tick_params(labelsize=5)
+        for ax in axes.ravel()[len(ms):]:
+            ax.axis("off")
+        fig.suptitle(f"{ds} {model}: reliability (accuracy per 0.1 confidence bin; items per bin in titles)", fontsize=8)
+        p = out / f"reliability_{_safe(ds)}_{_safe(model)}.png"
+        fig.savefig(p, dpi=80)
+        plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+def accuracy_agreement_chart(cal: pd.DataFrame, pref: pd.DataFrame, out: Path) -> list[Path]:
+    paths = []
+    for ds, g in pref.groupby("dataset"):
+        g = g.set_index("model")
+        acc = cal[(cal["dataset"] == ds) & (cal["task"] == "mc")].groupby("model")["accuracy"].first() \
+            if not cal.empty else pd.Series(dtype=float)
+        x = np.arange(len(g))
+        fig, ax = plt.subplots(figsize=(max(5, 0.4 * len(g) + 2), 3.5))
+        ax.bar(x - 0.2, acc.reindex(g.index).to_numpy(float), 0.4, label="accuracy (MC)")
+        ax.bar(x + 0.2, g["plurality_agreement"].to_numpy(float), 0.4, label="plurality agreement")
+        if "chance" in g:
+            ax.plot(x, g["chance"].to_numpy(float), "k_", ms=14, label="chance (mean 1/n)")
+        ax.set_xticks(x, g.index, rotation=90, fontsize=7)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7)
+        ax.set_title(f"{ds}: accuracy and plurality agreement", fontsize=9)
+        fig.tight_layout()
+        p = out / f"accuracy_agreement_{_safe(ds)}.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+def base_vs_instruct_chart(al: pd.DataFrame, out: Path) -> list[Path]:
+    """Oriented Spearman of base vs instruct models, one line per matched pair, per dataset x target."""
+    from jaxunc.stats.compare import family_key
+    paths = []
+    sub = al[al["method"] == "spearman"].assign(key=lambda d: d["model"].map(family_key))
+    for (ds, t), g in sub.groupby(["dataset", "target"]):
+        if g["model_type"].nunique() < 2:
+            continue
+        piv = g.pivot_table(index=["key", "measure"], columns="model_type", values="coef_oriented", aggfunc="first")
+        if "base" not in piv or piv.shape[1] < 2:
+            continue
+        other = [c for c in piv.columns if c != "base"][0]
+        piv = piv.dropna()
+        if piv.empty:
+            continue
+        measures = sorted(set(piv.index.get_level_values("measure")))
+        fig, ax = plt.subplots(figsize=(min(24, max(6, 0.3 * len(measures) + 2)), 5))
+        xi = np.array([measures.index(m) for m in piv.index.get_level_values("measure")], float)
+        b, o = piv["base"].to_numpy(float), piv[other].to_numpy(float)
+        seg_x = np.column_stack([xi - 0.15, xi + 0.15, np.full_like(xi, np.nan)]).ravel()
+        seg_y = np.column_stack([b, o, np.full_like(b, np.nan)]).ravel()
+        ax.plot(seg_x, seg_y, "-", color="grey", lw=0.5)  # one line object for all pairs
+        ax.plot(xi - 0.15, b, "o", color="tab:blue", ms=3, label="base")
+        ax.plot(xi + 0.15, o, "o", color="tab:orange", ms=3, label="instruct")
+        ax.legend(fontsize=7)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_xticks(range(len(measures)), measures, rotation=90, fontsize=7)
+        ax.set_title(f"{ds}: oriented Spearman with {t}, base (blue) vs instruct (orange)", fontsize=9)
+        fig.tight_layout()
+        p = out / f"base_vs_instruct_{_safe(ds)}_{_safe(t)}.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+    return paths

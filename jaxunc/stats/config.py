@@ -1,0 +1,52 @@
+"""Settings of the host-side analysis (one object passed to every stats function)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+
+@dataclasses.dataclass
+class AnalysisConfig:
+    """Analysis settings. `from_any` accepts this class, a dict or an ml_collections ConfigDict."""
+
+    bootstrap: int = 1000          # B, item resamples for percentile intervals (0 = no intervals)
+    seed: int = 0
+    ci_level: float = 0.95
+    alpha: float = 0.05
+    correction: str = "bh"         # 'bh' (Benjamini-Hochberg) or 'bonferroni' for q_value
+    reproduce_2025: bool = False   # add the confounded Pearson(measure*ln n, H(r)) rows
+    drop_ungraded: bool = False    # drop items whose `fr_correct?` is '?' from every analysis
+    min_stratum: int = 10          # smallest n-stratum that gets a stratified correlation
+    bootstrap_strata: bool = False # intervals for stratified correlations too (slower)
+    kendall: bool = True
+    permutations: int = 1000       # JSD-shift permutation test
+    cv_folds: int = 5
+    ridge_alpha: float | None = None  # None: chosen per fold by inner CV on the training folds
+    temperature_split: float = 0.5 # share of items used to fit the temperature
+    figures: bool = True
+    reliability_figures: bool = True
+    reliability_all: bool = False  # reliability PNG panels for every measure (default: mc_* only)
+    measures: tuple[str, ...] = () # restrict to these measure columns (empty = all present)
+    blas_threads: int | None = 1   # BLAS threads during the analysis (threadpoolctl); None = library default
+
+    @classmethod
+    def from_any(cls, cfg: Any = None) -> "AnalysisConfig":
+        if cfg is None:
+            return cls()
+        if isinstance(cfg, cls):
+            return cfg
+        if hasattr(cfg, "to_dict"):
+            cfg = cfg.to_dict()
+        if not isinstance(cfg, Mapping):
+            raise TypeError(f"analysis config must be AnalysisConfig, dict or ConfigDict, got {type(cfg)}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        cfg = {k: v for k, v in dict(cfg).items() if k != "run"}  # config.analysis.run: the caller's switch
+        unknown = set(cfg) - names
+        if unknown:
+            raise ValueError(f"analysis config: unknown keys {sorted(unknown)}; known: {sorted(names)}")
+        out = cls(**dict(cfg))
+        if out.correction not in ("bh", "bonferroni"):
+            raise ValueError(f"analysis config: correction must be 'bh' or 'bonferroni', got {out.correction!r}")
+        out.measures = tuple(out.measures)
+        return out
