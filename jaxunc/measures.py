@@ -2,13 +2,16 @@
 
 All arithmetic is float32 in log space: log-probabilities come from ``log_softmax``, sums of
 probabilities of option variants from ``logsumexp``, and ``0 ln 0 = 0`` is enforced by masking terms
-whose probability is zero, so every output is finite for finite or ``-inf`` (masked) logits, provided
-each row has at least one finite logit. H(q) = -sum_i q_i ln q_i (natural logs).
+whose probability is zero, and log-probability outputs are floored at LOG_TINY, so every output is
+finite for finite or ``-inf`` (masked) logits, provided each row has at least one finite logit
+(choice-pdf keeps -inf for absent options j >= n). H(q) = -sum_i q_i ln q_i (natural logs).
 
 Cost per row: one ``lax.top_k`` of the vocabulary (k = max(top_k)), shared by the top-k entropies
 and every nucleus that ends within those k tokens (read off their cumulative sums). Only when some
 row's nucleus is longer (lax.cond) does an exact, sort-free search run over the whole vocabulary:
-a bisection on the float32 bit pattern of a probability threshold tau. The inclusive nucleus
+a radix select of the float32 bit pattern of a probability threshold tau (three scatter-add
+histograms of 11 + 10 + 10 bits, p, 1 and p ln p summed per bin; bench/bench_measures.py compares it
+with the earlier bisection, which needed ~27 masked reductions per p). The inclusive nucleus
 {i : sum_{j<i} p(j) < p} is the set of tokens with p > tau plus the first ceil((p - M)/tau) of the
 tokens tied at tau (M = mass strictly above tau), so its size, mass and entropy do not depend on the
 order among tied tokens. Nucleus sizes equal the float64 sorted-cumsum definition except where a
@@ -179,18 +182,6 @@ def _top_k_entropies(top: jax.Array, top_k: tuple[int, ...]) -> list[jax.Array]:
     return out
 
 
-def _float_key(x: jax.Array) -> jax.Array:
-    """Monotone int32 key of a float32 (x < y  <=>  key(x) < key(y) for non-NaN x, y, up to +-0)."""
-    bits = lax.bitcast_convert_type(x.astype(_F32), jnp.int32)
-    return jnp.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
-
-
-def _key_float(key: jax.Array) -> jax.Array:
-    """Inverse of `_float_key`."""
-    bits = jnp.where(key < 0, key ^ 0x7FFFFFFF, key)
-    return lax.bitcast_convert_type(bits, _F32)
-
-
 def _size_and_entropy(size, total, total_plogp):
     """H = ln N - A / N of p renormalised on a nucleus of mass N, sum p ln p = A; 0 when size <= 1."""
     safe_total = jnp.where(total > 0, total, 1.0)
@@ -218,54 +209,73 @@ def _nucleus_from_top(top: jax.Array, top_p: jax.Array, exclusive: bool):
     return (fits,) + _size_and_entropy(size, total, total_plogp)
 
 
-def _nucleus_threshold(prob: jax.Array, top: jax.Array, top_p: jax.Array, fits: jax.Array) -> jax.Array:
-    """tau[b, i]: the smallest token probability t with M(t) = sum_v p_v [p_v > t] < top_p[i].
+# Radix levels of the int32 bit pattern of a probability (non-negative floats order as their bits):
+# (shift, bits) of the digit read at each level, most significant first; 11 + 10 + 10 = 31 bits.
+_RADIX_LEVELS: tuple[tuple[int, int], ...] = ((20, 11), (10, 10), (0, 10))
 
-    Bisection on the int32 key of t (`_float_key`) between a lower bound and the last top value,
-    until the bracket (lo, hi] holds one key; M is monotone in t (also as a rounded float32 sum of
-    non-negative terms), so hi ends on a token value. Entries that `fits` (nucleus within the top
-    values) start with a closed bracket and cost no pass.
+
+def _radix_histogram(key, values, prefix, level: int):
+    """Sums of `values` [3, B, V] per digit of `key` [B, V] at `level`, for the tokens whose higher
+    digits equal prefix[b, j] (slot j, [B, P]); the first matching slot takes a token. -> [B, S, D, 3]
+    (S = 1 slot without prefix at level 0, else P). One scatter-add whose window is the 3 values:
+    ~40% faster on XLA:CPU than scattering [B*V, 3] rows (which adds a transposing copy)."""
+    shift, bits = _RADIX_LEVELS[level]
+    digits = 1 << bits
+    digit = (key >> shift) & (digits - 1)
+    if level == 0:
+        slots, index = 1, digit
+    else:
+        slots = prefix.shape[1]
+        high = key >> (shift + bits)
+        index = jnp.full_like(key, slots * digits)  # the dump bin: tokens outside every slot
+        for j in reversed(range(slots)):
+            index = jnp.where(high == prefix[:, j:j + 1], j * digits + digit, index)
+    batch, n_values = key.shape[0], values.shape[0]
+    width = slots * digits + 1
+    flat = (index + width * jnp.arange(batch, dtype=index.dtype)[:, None]).reshape(-1, 1)
+    numbers = lax.ScatterDimensionNumbers(update_window_dims=(0,), inserted_window_dims=(1,),
+                                          scatter_dims_to_operand_dims=(1,))
+    hist = lax.scatter_add(jnp.zeros((n_values, batch * width), values.dtype), flat,
+                           values.reshape(n_values, -1), numbers)
+    hist = hist.reshape(n_values, batch, width)[:, :, :-1].reshape(n_values, batch, slots, digits)
+    return jnp.moveaxis(hist, 0, -1)
+
+
+def _nucleus_by_histogram(logp, prob, top_p, exclusive: bool):
+    """Nucleus of every row over the whole vocabulary, exact and sort-free: radix select of tau.
+
+    tau is the value of the crossing token: the smallest token probability t with
+    M(t) = sum_v p_v [p_v > t] < p. Three passes of a histogram (scatter-add of p, 1 and p ln p per
+    digit of the bit pattern of p, `_RADIX_LEVELS`) narrow the bit pattern of tau from its highest
+    digit down; each pass picks, per row and p, the lowest bin with positive mass whose mass above
+    (earlier passes + higher bins) is < p. The last pass's bins are single values, so it gives tau,
+    the number r of tokens tied at tau and C/M/A, the count/mass/sum p ln p of the tokens above tau.
+    Then n = C + k, k = min(r, max(1, ceil((p - M) / tau))); N = M + k tau; A_n = A + k tau ln tau.
     """
-    last_top = _float_key(jnp.exp(top[:, -1:]))  # M(last top value) <= S_{K-1} < p when not fits
-    # tau > (1 - p) / V: the tokens at or below tau hold mass 1 - M(tau) > 1 - p. Halved for rounding.
-    floor = _float_key(0.5 * (1.0 - top_p[None, :]) / prob.shape[-1])
-    smallest = jnp.min(jnp.where(prob > 0, prob, jnp.inf), axis=-1, keepdims=True)
-    hi = jnp.broadcast_to(last_top, fits.shape)
-    lo = jnp.where(fits, hi - 1, jnp.minimum(jnp.maximum(_float_key(smallest) - 1, floor), hi - 1))
-
-    def not_done(state):
-        lo, hi = state
-        return jnp.any(hi > lo + 1)
-
-    def step(state):
-        lo, hi = state
-        mid = (lo >> 1) + (hi >> 1) + (lo & hi & 1)  # floor((lo + hi) / 2) without overflow
-        t = _key_float(mid)
-        mass_above = jnp.stack([jnp.sum(jnp.where(prob > t[:, i:i + 1], prob, 0.0), axis=-1)
-                                for i in range(t.shape[1])], axis=1)
-        ok = mass_above < top_p[None, :]
-        return jnp.where(ok, lo, mid), jnp.where(ok, mid, hi)
-
-    _, hi = lax.while_loop(not_done, step, (lo, hi))
-    return _key_float(hi)
-
-
-def _nucleus_by_threshold(logp, prob, top, top_p, fits, exclusive: bool):
-    """Nucleus from the threshold tau found by bisection over the whole vocabulary.
-
-    With C/M/A the count/mass/sum p ln p of the tokens with p > tau and r the number tied at tau:
-    n = C + k, k = min(r, ceil((p - M) / tau)); N = M + k tau; A_n = A + k tau ln tau.
-    """
-    tau = _nucleus_threshold(prob, top, top_p, fits)[:, :, None]  # [B, P, 1]
-    above = prob[:, None, :] > tau
-    count = jnp.sum(above, axis=-1, dtype=jnp.int32)
-    ties = jnp.sum(prob[:, None, :] == tau, axis=-1, dtype=jnp.int32)
-    mass = jnp.sum(jnp.where(above, prob[:, None, :], 0.0), axis=-1)
-    plogp = jnp.sum(jnp.where(above, _plogp(logp)[:, None, :], 0.0), axis=-1)
-    tau = tau[:, :, 0]
+    key = lax.bitcast_convert_type(prob, jnp.int32)  # >= 0, monotone in p
+    values = jnp.stack([prob, jnp.ones_like(prob), _plogp(logp)])  # [3, B, V]
+    batch, n_p = prob.shape[0], top_p.shape[0]
+    prefix = jnp.zeros((batch, n_p), jnp.int32)
+    above = jnp.zeros((batch, n_p, 3), _F32)  # mass, count, sum p ln p above the current prefix
+    slot = jnp.zeros((batch, n_p), jnp.int32)
+    for level, (_, bits) in enumerate(_RADIX_LEVELS):
+        hist = _radix_histogram(key, values, prefix, level)  # [B, S, D, 3]
+        mine = jnp.take_along_axis(hist, slot[:, :, None, None], axis=1)  # [B, P, D, 3]
+        # exclusive sums over the higher bins: E[d] = sum_{d' > d} hist[d'] (no cancellation)
+        from_top = jnp.flip(jnp.cumsum(jnp.flip(mine, axis=2), axis=2), axis=2)
+        higher = jnp.concatenate([from_top[:, :, 1:], jnp.zeros_like(from_top[:, :, :1])], axis=2)
+        crossing = ((above[:, :, None, 0] + higher[..., 0] < top_p[None, :, None]) & (mine[..., 0] > 0))
+        digit = jnp.argmax(crossing, axis=2).astype(jnp.int32)  # lowest such bin  [B, P]
+        above = above + jnp.take_along_axis(higher, digit[:, :, None, None], axis=2)[:, :, 0]
+        ties = jnp.take_along_axis(mine[..., 1], digit[:, :, None], axis=2)[:, :, 0]
+        prefix = (prefix << bits) | digit
+        # slot of each p at the next level: the first p with the same prefix
+        same = prefix[:, :, None] == prefix[:, None, :]
+        slot = jnp.argmax(same, axis=2).astype(jnp.int32)
+    tau = lax.bitcast_convert_type(prefix, _F32)
+    mass, count, plogp = above[..., 0], above[..., 1].astype(jnp.int32), above[..., 2]
     need = jnp.ceil((top_p[None, :] - mass) / tau)  # inf when tau underflows: take the whole block
-    tie_count = ties.astype(_F32)
-    k = jnp.minimum(jnp.maximum(jnp.minimum(need, tie_count), 1.0), tie_count).astype(jnp.int32)
+    k = jnp.minimum(jnp.maximum(jnp.minimum(need, ties), 1.0), ties).astype(jnp.int32)
     if exclusive:
         k = k - (mass + k.astype(_F32) * tau > top_p[None, :]).astype(jnp.int32)
     kf = k.astype(_F32)
@@ -281,13 +291,13 @@ def _nucleus(logp: jax.Array, prob: jax.Array, top: jax.Array, top_p: tuple[floa
     Exclusive (2025 study): tokens with sum_{j<=i} p(j) <= p, i.e. the inclusive nucleus minus its
     crossing token when the cumulative mass through it exceeds p; n = 0 when p(1) > p.
     A nucleus within the top values is read off their cumulative sums; the whole-vocabulary pass
-    (`_nucleus_by_threshold`) runs only when some row's nucleus is longer (lax.cond).
+    (`_nucleus_by_histogram`) runs only when some row's nucleus is longer (lax.cond).
     """
     ps = jnp.asarray(top_p, _F32)
     fits, size, ent = _nucleus_from_top(top, ps, exclusive)
 
     def long_nucleus(_):
-        long_size, long_ent = _nucleus_by_threshold(logp, prob, top, ps, fits, exclusive)
+        long_size, long_ent = _nucleus_by_histogram(logp, prob, ps, exclusive)
         return jnp.where(fits, size, long_size), jnp.where(fits, ent, long_ent)
 
     return lax.cond(jnp.all(fits), lambda _: (size, ent), long_nucleus, None)
@@ -311,6 +321,7 @@ def _choice_measures(l: jax.Array, n_choices: jax.Array) -> dict[str, jax.Array]
     """Section-1 option measures from l [B, O] (-inf = absent); keys are the base names + 'cloze_pred'.
 
     q = softmax(l); if every present option has probability 0, q is taken uniform over the n options.
+    The log-probability outputs (choice-prob, choice-mass, choice-margin) are floored at LOG_TINY.
     """
     present = jnp.arange(l.shape[1])[None, :] < n_choices[:, None]
     n = n_choices.astype(_F32)
@@ -331,9 +342,9 @@ def _choice_measures(l: jax.Array, n_choices: jax.Array) -> dict[str, jax.Array]
 
     return {
         "choice-ent": _normalise(_entropy_from_logprobs(lq), n),
-        "choice-prob": top_l[:, 0],
+        "choice-prob": jnp.maximum(top_l[:, 0], LOG_TINY),
         "choice-prob-renorm": jnp.exp(top_q[:, 0]),
-        "choice-mass": mass,
+        "choice-mass": jnp.maximum(mass, LOG_TINY),
         "choice-margin": jnp.maximum(log_gap(top_l[:, 0], top_l[:, 1]), LOG_TINY),
         "choice-margin-renorm": jnp.exp(top_q[:, 0]) * -jnp.expm1(top_q[:, 1] - top_q[:, 0]),
         "cloze_pred": jnp.argmax(l, axis=-1).astype(jnp.int32),
@@ -488,7 +499,8 @@ def sequence_measures(logits, mask, *, top_k: Sequence[int] = columns.TOP_K,
 def _choices(logits, choice_ids, n_choices):
     logp = jax.nn.log_softmax(logits.astype(_F32), axis=-1)
     l = _choice_logprobs(logp, choice_ids, n_choices)
-    return l, _choice_measures(l, n_choices)
+    present = jnp.arange(l.shape[1])[None, :] < n_choices[:, None]
+    return jnp.where(present, jnp.maximum(l, LOG_TINY), -jnp.inf), _choice_measures(l, n_choices)
 
 
 def next_token_measures(logits, choice_ids=None, n_choices=None, *, top_k: Sequence[int] = columns.TOP_K,
@@ -505,12 +517,15 @@ def next_token_measures(logits, choice_ids=None, n_choices=None, *, top_k: Seque
     With choice_ids int [B, O, K] (variant ids of option j, -1 = padding, duplicates counted once) and
     n_choices int [B] (default O; options j >= n ignored), l_j = logsumexp of ln p over variants and
     q = softmax(l) over the n options:
-      choice-pdf [B, O] = l (-inf for j >= n); choice-ent = H(q)/ln n (0 if n = 1); choice-prob = max l;
-      choice-prob-renorm = max q; choice-mass = ln sum_j e^{l_j}; choice-margin = ln max(P1 - P2, tiny)
-      (P = e^l sorted, tiny = smallest normal float32; ties give ln tiny); choice-margin-renorm =
-      q(1) - q(2); cloze_pred (int32, no prefix) = argmax_j l_j (lowest index on ties).
-    If all n options have probability exactly 0 (-inf logits), choice-prob and choice-mass are -inf
-    (ln 0) and q is taken uniform. Without choice_ids only the vocabulary measures are returned
+      choice-pdf [B, O] = max(l, ln tiny) (-inf for j >= n); choice-ent = H(q)/ln n (0 if n = 1);
+      choice-prob = max(max_j l_j, ln tiny); choice-prob-renorm = max q; choice-mass =
+      max(ln sum_j e^{l_j}, ln tiny); choice-margin = ln max(P1 - P2, tiny) (P = e^l sorted; ties give
+      ln tiny); choice-margin-renorm = q(1) - q(2); cloze_pred (int32, no prefix) = argmax_j l_j
+      (lowest index on ties). tiny = smallest positive normal float32 (LOG_TINY = ln tiny ~ -87.34):
+      every log-probability output is floored there, so all are finite for finite or -inf logits.
+    If all n options have probability exactly 0 (-inf logits), choice-prob, choice-mass and the
+    present choice-pdf entries are ln tiny and q is taken uniform (choice-ent 1, choice-prob-renorm
+    1/n). Without choice_ids only the vocabulary measures are returned
     (`fr_tok1_*`: ``next_token_measures(step1_logits, prefix="fr_tok1_")``).
     """
     top_k, top_p = _check_options(top_k, top_p, nucleus)

@@ -122,6 +122,32 @@ def test_vocab_measures_256k_vocabulary():
     _check_vocab(measures.next_token_measures(logits), logits)
 
 
+def test_radix_nucleus_resolves_low_bits_ties_and_bin_edges():
+    """The whole-vocabulary search alone, on float32 probabilities given bit by bit: values that differ
+    only in their lowest bits, straddle the 2^20- and 2^10-key bin edges of the radix levels and a
+    binade, and a block tied exactly at an edge. Reference: float64 cumulative sums of the same values."""
+    rng = np.random.default_rng(3)
+    edge = np.float32(2.0 ** -12).view(np.int32)  # a multiple of 2^23: every level's bin edge
+    keys = edge + rng.integers(-1500, 1500, size=(3, 4000)).astype(np.int32)
+    keys[1, :2000] = edge  # 2000 tokens tied exactly at the edge
+    keys[2] = edge + rng.integers(0, 4, 4000)  # only the last two bits differ
+    prob = keys.view(np.float32)  # rows sum to ~0.98: the search does not need normalised rows
+    ps = np.array(columns.TOP_P, np.float32)
+    search = jax.jit(measures._nucleus_by_histogram, static_argnames="exclusive")
+    for exclusive in (False, True):
+        size, ent = search(jnp.log(prob), jnp.asarray(prob), jnp.asarray(ps), exclusive=exclusive)
+        for row in range(3):
+            p_sorted = np.sort(prob[row].astype(np.float64))[::-1]
+            cum = np.cumsum(p_sorted)
+            for i, tp in enumerate(columns.TOP_P):
+                n = ref.nucleus_size(p_sorted, tp, exclusive)
+                slack = int(np.sum(np.abs(cum - tp) <= SLACK_DELTA))
+                assert abs(int(size[row, i]) - n) <= slack, (exclusive, row, tp, int(size[row, i]), n)
+                if n > 1 and slack == 0:  # normalised entropy, as mc_top-p-ent (measured <= 1.3e-6)
+                    want = ref.entropy(p_sorted[:n] / cum[n - 1]) / math.log(n)
+                    assert abs(float(ent[row, i]) / math.log(n) - want) <= ENT_ATOL, (exclusive, row, tp)
+
+
 # ------------------------------------------------------------------------------ choice measures
 
 CHOICE_VOCAB = 50  # < max(top_k): the top-k list is padded with zero-probability tokens
@@ -189,13 +215,18 @@ def test_all_inf_except_one_token(choice_batch):
     has, none = 7, 8
     assert float(out["mc_choice-ent"][has]) == 0.0 and float(out["mc_choice-prob"][has]) == 0.0
     assert float(out["mc_choice-margin"][has]) == 0.0 and float(out["mc_choice-margin-renorm"][has]) == 1.0
-    # zero mass on every option: ln 0 = -inf for the log-probabilities, q uniform, margin floored
-    assert float(out["mc_choice-mass"][none]) == -np.inf and float(out["mc_choice-ent"][none]) == 1.0
-    assert float(out["mc_choice-margin"][none]) == pytest.approx(measures.LOG_TINY)
-    for name in columns.vocabulary_names():
-        assert bool(jnp.all(jnp.isfinite(out["mc_" + name])))
+    # zero mass on every option: the log-probability outputs are floored at ln(smallest normal
+    # float32) instead of ln 0 = -inf, q is uniform over the n = 2 options
+    tiny = np.float32(measures.LOG_TINY)
+    for name in ("mc_choice-mass", "mc_choice-prob", "mc_choice-margin"):
+        assert np.float32(out[name][none]) == tiny, name
+    assert np.asarray(out["mc_choice-pdf"][none, :2]).tolist() == [tiny, tiny]
+    assert bool(jnp.all(jnp.isneginf(out["mc_choice-pdf"][none, 2:])))  # absent options j >= n
+    assert float(out["mc_choice-ent"][none]) == 1.0
+    assert float(out["mc_choice-prob-renorm"][none]) == pytest.approx(0.5)
+    assert float(out["mc_choice-margin-renorm"][none]) == 0.0
     assert out["mc_top-p-len-0.95"][7:].tolist() == [1, 1]
-    finite = [k for k in out if k not in ("mc_choice-pdf", "mc_choice-prob", "mc_choice-mass")]
+    finite = [k for k in out if k != "mc_choice-pdf"]
     assert all(bool(jnp.all(jnp.isfinite(out[k]))) for k in finite)
 
 

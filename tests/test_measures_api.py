@@ -77,10 +77,15 @@ def test_property_vocab_permutation_bounds_and_monotone_nucleus(z, seed):
     a = measures.next_token_measures(z[None], ids, np.array([3], np.int32))
     b = measures.next_token_measures(z[perm][None], np.where(ids >= 0, inv[np.maximum(ids, 0)], -1).astype(np.int32),
                                      np.array([3], np.int32))
+    # float32 sums in another order may flip a size only at a boundary (then its entropy differs too,
+    # e.g. two tokens tied at p = 0.5 - 1e-9: sizes 1 and 2, entropies 0 and 1)
+    flipped = {f"mc_top-p-ent-{p}" for p in columns.TOP_P if int(a[f"mc_top-p-len-{p}"][0]) != int(b[f"mc_top-p-len-{p}"][0])}
     for key in a:
-        if "len" in key:  # float32 sums in another order may flip a size only at a boundary
+        if "len" in key:
             p = float(key.rsplit("-", 1)[1])
             assert abs(int(a[key][0]) - int(b[key][0])) <= ref.boundary_slack(z, p, SLACK_DELTA), key
+        elif key in flipped:
+            continue
         elif key == "cloze_pred":
             assert a[key].tolist() == b[key].tolist()
         else:
