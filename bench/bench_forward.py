@@ -10,7 +10,19 @@ FLOPs counted per forward (matmul multiply-adds x 2; norms, softmax, RoPE ignore
 where N_layers = n_params - vocab * hidden (all parameters outside the tied embedding) and the
 attention term counts QK^T and PV over the full L x L score matrix, as computed. Peak: a jitted
 float32 [n, n] @ [n, n] jnp matmul, 2 n^3 / time, best of the repeats.
+Also (unless --no-torch): each per-layer GEMM of the model at B*L rows, jnp.dot (XLA:CPU) vs
+torch.matmul (oneDNN/MKL), which bounds what the JAX forward can gain over PyTorch (GEMMs are ~90% of
+the FLOPs).
 Usage: python bench/bench_forward.py [--batches 8,16] [--length 250] [--repeats 3] [--threads N]
+
+Recorded (2 shared cores shared with other jobs: +-30% run to run), 250 tokens, fastest [median]:
+  before (attention batched over (kv head, group)), load ~3.5: batch 8 ours 443 [367] tok/s vs torch
+    232 [172]; batch 16 ours 373 [315] vs torch 417 [253] (torch suffers more from the load).
+  after (query groups stacked per kv head), load ~1.5: batch 8 ours 664 [594] vs torch 726 [720], 71% of
+    peak; batch 16 ours 583 [572] vs torch 743 [701], 73% of peak. Same-process A/B of the forward,
+    batch 8: 1.17x-1.21x faster than before (median of 5-7). GEMMs: XLA 0.55x-0.77x torch's at these
+    shapes, so the forward (~93% GEMM FLOPs) cannot reach 2x torch on XLA:CPU; XLA_FLAGS
+    --xla_cpu_use_onednn / --xla_cpu_use_xnnpack did not change the forward time.
 """
 
 from __future__ import annotations
@@ -70,6 +82,27 @@ def matmul_fn(n: int) -> Callable[[], jax.Array]:
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
     mm = jax.jit(jnp.matmul)
     return lambda: jax.block_until_ready(mm(a, b))
+
+
+def gemm_times(cfg, rows: int, repeats: int) -> None:
+    """Print GFLOP/s of each per-layer GEMM shape [rows, k] @ [k, n]: jnp.dot vs torch.matmul."""
+    import torch
+
+    hidden, inter = cfg["hidden_size"], cfg["intermediate_size"]
+    kv = cfg["num_key_value_heads"] * cfg["head_dim"]
+    rng = np.random.default_rng(0)
+    dot = jax.jit(jnp.dot)
+    for name, k, n in (("q/o proj", hidden, hidden), ("k/v proj", hidden, kv), ("gate/up", hidden, inter),
+                       ("down", inter, hidden)):
+        a = rng.standard_normal((rows, k), np.float32)
+        b = rng.standard_normal((k, n), np.float32)
+        aj, bj, at, bt = jnp.asarray(a), jnp.asarray(b), torch.from_numpy(a), torch.from_numpy(b)
+        times = interleaved_times(
+            {"xla": lambda: jax.block_until_ready(dot(aj, bj)), "torch": lambda: torch.matmul(at, bt)}, repeats
+        )
+        rate = {key: 2 * rows * k * n / statistics.median(v) / 1e9 for key, v in times.items()}
+        print(f"  GEMM {name:9s} [{rows}, {k}] @ [{k}, {n}]: XLA {rate['xla']:6.1f} GFLOP/s, "
+              f"torch {rate['torch']:6.1f} GFLOP/s (median), XLA/torch {rate['xla'] / rate['torch']:.2f}x")
 
 
 def forward_flops(cfg, n_params: int, batch: int, length: int) -> float:
@@ -140,6 +173,7 @@ def main() -> None:
                   f"{flops / min(times['torch']) / 1e9:.1f} GFLOP/s")
             print(f"  ratio ours/torch {rate['ours'][0] / rate['torch'][0]:8.2f}x [{rate['ours'][1] / rate['torch'][1]:.2f}x]"
                   f"   max |logit diff| at the last position {diff:.2g}")
+            gemm_times(cfg, tokens, args.repeats)
 
 
 if __name__ == "__main__":

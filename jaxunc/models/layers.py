@@ -93,7 +93,7 @@ def make_norm(cfg: ModelConfig, dtype: jnp.dtype, rngs: nnx.Rngs | None) -> RMSN
 
 
 def inverse_frequencies(cfg: ModelConfig) -> np.ndarray:
-    """inv_freq_i = theta^(-2i / r), i < r/2, r = rotary_dim; then the configured scaling.
+    """float64 inv_freq_i = theta^(-2i / r), i < r/2, r = rotary_dim; then the configured scaling.
 
     llama3 scaling (Llama 3.1): with wavelength w = 2 pi / f and old context C, frequencies with
     w > C / low_freq_factor are divided by `factor`, those with w < C / high_freq_factor are kept, and in
@@ -113,14 +113,33 @@ def inverse_frequencies(cfg: ModelConfig) -> np.ndarray:
         smoothed = (1 - smooth) * scaled / factor + smooth * scaled
         medium = (wavelen >= old / high) & (wavelen <= old / low)
         inv = np.where(medium, smoothed, scaled)
-    return inv.astype(np.float32)
+    return inv
+
+
+ROPE_DIGIT_BITS = 8
+ROPE_LEVELS = 4  # every non-negative int32 position
 
 
 def rotary_cos_sin(positions: jax.Array, cfg: ModelConfig, dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
-    """cos/sin of positions * inv_freq, duplicated to rotary_dim: [B, L, rotary_dim] in `dtype`."""
-    freqs = positions.astype(F32)[..., None] * jnp.asarray(inverse_frequencies(cfg))
-    emb = jnp.concatenate([freqs, freqs], axis=-1)
-    return jnp.cos(emb).astype(dtype), jnp.sin(emb).astype(dtype)
+    """cos/sin of positions * inv_freq, duplicated to rotary_dim: [B, L, rotary_dim] in `dtype`.
+
+    The angle is never formed in float32 (its rounding, |angle| * 2^-24, reaches 2e-5 rad at position 400
+    and moved SmolLM2 logits by up to 1.8e-4). The integer position is split into base-256 digits
+    p = sum_j d_j 256^j (j < 4); cos/sin of d_j 256^j inv_freq come from float64-computed tables and are
+    combined with the angle-addition formulas, so each result is within a few float32 ulps of exact.
+    """
+    inv = inverse_frequencies(cfg)
+    base = 1 << ROPE_DIGIT_BITS
+    pos = positions.astype(jnp.int32)
+    cos = sin = None
+    for level in range(ROPE_LEVELS):
+        angles = np.arange(base, dtype=np.float64)[:, None] * float(base**level) * inv[None, :]
+        digit = (pos >> (ROPE_DIGIT_BITS * level)) & (base - 1)
+        c = jnp.take(jnp.asarray(np.cos(angles), F32), digit, axis=0)
+        s = jnp.take(jnp.asarray(np.sin(angles), F32), digit, axis=0)
+        cos, sin = (c, s) if cos is None else (cos * c - sin * s, sin * c + cos * s)
+    cos, sin = jnp.concatenate([cos, cos], axis=-1), jnp.concatenate([sin, sin], axis=-1)
+    return cos.astype(dtype), sin.astype(dtype)
 
 
 def apply_rotary(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
@@ -151,17 +170,24 @@ def attend(
     q [B, L, H, D], k/v [B, S, K, D], allowed bool [B, L, S]. Scores and softmax in float32
     (cap(s) = c * tanh(s / c) when softcap is set), probabilities cast to v's dtype. Returns [B, L, H*D].
     Rows with no allowed key (padding queries) get a uniform average instead of NaN.
+    Layout: the G = H / K query heads sharing a key head are stacked along the query axis, so each
+    (batch, key head) is one [G*L, D] x [D, S] matmul (no repeated keys; the attention alone is ~1.9x
+    faster on XLA:CPU than batching over (K, G) separately at B=8, L=250).
     """
     b, length, h, d = q.shape
-    kv_heads = k.shape[2]
-    q = q.reshape(b, length, kv_heads, h // kv_heads, d)
-    scores = jnp.einsum("blkgd,bskd->bkgls", q, k, preferred_element_type=F32) * scale
+    s_len, kv_heads = k.shape[1], k.shape[2]
+    g = h // kv_heads
+    q = q.reshape(b, length, kv_heads, g, d).transpose(0, 2, 3, 1, 4).reshape(b, kv_heads, g * length, d)
+    k = k.transpose(0, 2, 1, 3)
+    v = v.transpose(0, 2, 1, 3)
+    scores = jnp.einsum("bkqd,bksd->bkqs", q, k, preferred_element_type=F32) * scale
     if softcap is not None:
         scores = jnp.tanh(scores / softcap) * softcap
+    scores = scores.reshape(b, kv_heads, g, length, s_len)
     scores = jnp.where(allowed[:, None, None, :, :], scores, jnp.finfo(F32).min)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bkgls,bskd->blkgd", probs, v)
-    return out.reshape(b, length, h * d)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype).reshape(b, kv_heads, g * length, s_len)
+    out = jnp.einsum("bkqs,bksd->bkqd", probs, v).reshape(b, kv_heads, g, length, d)
+    return out.transpose(0, 3, 1, 2, 4).reshape(b, length, h * d)
 
 
 def _linear(n_in: int, n_out: int, bias: bool, dtype: jnp.dtype, rngs: nnx.Rngs | None) -> Linear:
