@@ -1,5 +1,8 @@
 """Entry point: python -m jaxunc.main --config=configs/smollm2.py [--config.data.limit=12 ...]"""
 
+import os
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -7,12 +10,21 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.p
 flags.mark_flag_as_required("config")
 
 
+# Errors jaxunc raises with a message meant for the user (bad config, data, checkpoint, paths).
+USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError, TimeoutError)
+
+
 def main(argv):
     del argv
     from jaxunc.pipeline import run
 
     logging.set_verbosity(logging.INFO)
-    run(_CONFIG.value)
+    try:
+        run(_CONFIG.value)
+    except USER_ERRORS as err:
+        if os.environ.get("JAXUNC_DEBUG"):
+            raise
+        sys.exit(f"jaxunc: error: {err}\n(set JAXUNC_DEBUG=1 for the traceback)")
 
 
 def run_main():

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from jaxunc import columns, labels, prompts
+from jaxunc import columns, labels, measures, prompts
 from jaxunc.data import load_dataset
 from jaxunc.engine import freeresponse, mcqa
 from jaxunc.engine.batching import parse_buckets
@@ -30,9 +30,30 @@ from jaxunc.engine.store import ChunkStore, fingerprint, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 
-TASKS = ("mcqa", "fr")
+TASKS = prompts.TASKS
 MODEL_COLUMNS = ("model", "model_type", "model_size")
 _PACKAGES = ("jax", "jaxlib", "flax", "numpy", "scipy", "pandas", "transformers", "tokenizers", "gguf")
+
+
+def check_config(config) -> None:
+    """Refuse bad settings before any model is loaded, naming the field and what is allowed."""
+    choices = {
+        "model.dtype": (config.model.dtype, ("float32", "bfloat16")),
+        "model.prompt_format": (config.model.prompt_format, prompts.FORMATS),
+        "model.type": (config.model.type, ("base", "ins")),
+        "engine.nucleus": (config.engine.nucleus, measures.NUCLEUS_OPTIONS),
+        "data.on_error": (config.data.on_error, ("raise", "skip")),
+    }
+    for field, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ValueError(f"config.{field}={value!r}: expected one of {tuple(allowed)}")
+    for field in ("batch_size", "chunk_size", "max_new_tokens"):
+        if int(config.engine[field]) < 1:
+            raise ValueError(f"config.engine.{field} must be >= 1, got {config.engine[field]}")
+    if config.data.limit < 0:
+        raise ValueError(f"config.data.limit must be >= 0 (0 = all items), got {config.data.limit}")
+    parse_buckets(config.engine.buckets)
+    parse_tasks(config.tasks)
 
 
 def parse_tasks(spec: str) -> list[str]:
@@ -174,6 +195,7 @@ def summarize(table: pd.DataFrame) -> str:
 
 def run(config) -> dict:
     """Run every dataset x task of the config; write tables, run.json and the analysis."""
+    check_config(config)
     tasks = parse_tasks(config.tasks)
     hosts = resolve_hosts(config)
     out = output_dir(config)
