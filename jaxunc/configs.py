@@ -11,6 +11,7 @@ Fields (override any with --config.<field>=value):
   tasks               comma-separated: mcqa, fr
   output_dir          '' = results/<config name>
   engine.*            batch_size, buckets, chunk_size, nucleus (inclusive|exclusive2025), max_new_tokens,
+                      batch_invariant (bit-identical results for any batch size / bucket),
                       distributed / process_index / process_count / wait_timeout (several hosts)
   analysis.*          run, bootstrap, seed
   recompute           discard earlier results of the same output_dir
@@ -48,6 +49,9 @@ def base_config(
     config.engine = ml_collections.ConfigDict(dict(
         batch_size=8, buckets="64,128,192,256,320,384,512,768,1024,2048", chunk_size=64,
         nucleus="inclusive", max_new_tokens=100,
+        # True: items scored one by one inside the step, bit-identical for any batch size or bucket;
+        # False: one batched forward, ~20% faster on CPU, float32 noise (~5e-5) across batch sizes.
+        batch_invariant=True,
         # Several hosts: jax.distributed (distributed=True, e.g. on a TPU pod) or explicit
         # process_index/process_count; items are split by chunk, process 0 writes the tables.
         distributed=False, process_index=-1, process_count=0, wait_timeout=1800.0,

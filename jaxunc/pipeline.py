@@ -87,7 +87,8 @@ def item_settings(config, dataset: str, checkpoint_source: str) -> dict:
     return {
         "dataset": dataset, "checkpoint": checkpoint_source, "dtype": config.model.dtype,
         "prompt_format": config.model.prompt_format, "system_message": config.model.system_message,
-        "nucleus": config.engine.nucleus, "shuffle_options": config.data.shuffle_options,
+        "nucleus": config.engine.nucleus, "batch_invariant": config.engine.batch_invariant,
+        "shuffle_options": config.data.shuffle_options,
         "seed": config.data.seed, "on_error": config.data.on_error, "path": config.data.path,
         "model": config.model.name, "model_type": config.model.type, "model_size": config.model.size,
     }
@@ -209,7 +210,8 @@ def run(config) -> dict:
     check_batch_size(config.engine.batch_size, mesh)
     engines = {}
     if "mcqa" in tasks:
-        engines["mcqa"] = make_score_step(loaded.model, mesh, nucleus=config.engine.nucleus)
+        engines["mcqa"] = make_score_step(loaded.model, mesh, batch_invariant=config.engine.batch_invariant,
+                                          nucleus=config.engine.nucleus)
     if "fr" in tasks:
         engines["fr"] = make_generate(loaded.model, mesh, max_new_tokens=config.engine.max_new_tokens,
                                       eos_ids=eos_ids(loaded.tokenizer), nucleus=config.engine.nucleus)
