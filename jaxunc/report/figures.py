@@ -17,6 +17,15 @@ def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", str(s))
 
 
+def _save(fig, path: Path, dpi: int = 110, tight: bool = True) -> Path:
+    """Lay out, write and close a figure; returns its path."""
+    if tight:
+        fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def _heatmap(mat: pd.DataFrame, mask: pd.DataFrame, title: str, path: Path, cmap: str, center0: bool) -> Path:
     fig, ax = plt.subplots(figsize=(min(28, max(6, 0.3 * mat.shape[1] + 3)), min(16, max(3, 0.3 * mat.shape[0] + 2))))
     vals = mat.to_numpy(float)
@@ -31,10 +40,7 @@ def _heatmap(mat: pd.DataFrame, mask: pd.DataFrame, title: str, path: Path, cmap
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5)
     fig.colorbar(im, ax=ax)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def alignment_heatmaps(al: pd.DataFrame, out: Path, alpha: float = 0.05) -> list[Path]:
@@ -87,10 +93,7 @@ def reliability_diagrams(rel: pd.DataFrame, out: Path, all_measures: bool = Fals
         for ax in axes.ravel()[len(ms):]:
             ax.axis("off")
         fig.suptitle(f"{ds} {model}: reliability (accuracy per 0.1 confidence bin; items per bin in titles)", fontsize=8)
-        p = out / f"reliability_{_safe(ds)}_{_safe(model)}.png"
-        fig.savefig(p, dpi=80)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(_save(fig, out / f"reliability_{_safe(ds)}_{_safe(model)}.png", dpi=80, tight=False))
     return paths
 
 
@@ -110,11 +113,7 @@ def accuracy_agreement_chart(cal: pd.DataFrame, pref: pd.DataFrame, out: Path) -
         ax.set_ylim(0, 1)
         ax.legend(fontsize=7)
         ax.set_title(f"{ds}: accuracy and plurality agreement", fontsize=9)
-        fig.tight_layout()
-        p = out / f"accuracy_agreement_{_safe(ds)}.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(_save(fig, out / f"accuracy_agreement_{_safe(ds)}.png"))
     return paths
 
 
@@ -146,9 +145,5 @@ def base_vs_instruct_chart(al: pd.DataFrame, out: Path) -> list[Path]:
         ax.axhline(0, color="k", lw=0.5)
         ax.set_xticks(range(len(measures)), measures, rotation=90, fontsize=7)
         ax.set_title(f"{ds}: oriented Spearman with {t}, base (blue) vs instruct (orange)", fontsize=9)
-        fig.tight_layout()
-        p = out / f"base_vs_instruct_{_safe(ds)}_{_safe(t)}.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(_save(fig, out / f"base_vs_instruct_{_safe(ds)}_{_safe(t)}.png"))
     return paths
