@@ -180,6 +180,7 @@ def run_dataset(config, loaded, dataset, tasks: list[str], engines: dict, out: P
     final = out / "items" / f"{stem}.parquet"
     write_parquet_atomic(table, final)
     record["table"] = str(final)
+    record["summary"] = summarize(table)
     return record
 
 
@@ -235,7 +236,7 @@ def run(config) -> dict:
         if not hosts.is_writer:
             continue
         tables.append(entry["table"])
-        print(f"{dataset.name} / {config.model.name}: {summarize(pd.read_parquet(entry['table']))}")
+        print(f"{dataset.name} / {config.model.name}: {entry['summary']}")
         if "mcqa" in engines:
             entry["compilations"] = {"mcqa": engines["mcqa"].n_compilations}
         timings[f"dataset:{dataset.name}"] = time.perf_counter() - t0

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import string
-
 import numpy as np
 import pandas as pd
 
+from jaxunc.data.schema import letter
 from jaxunc.engine.batching import Batch
 from jaxunc.engine.scoring import ScoreStep
-
-LETTERS = string.ascii_uppercase
 
 
 def batch_fn(step: ScoreStep, choice_ids: np.ndarray, n_choices: np.ndarray):
@@ -30,7 +27,7 @@ def rows_from_measures(items: pd.DataFrame, out: dict[str, np.ndarray]) -> pd.Da
         if name == "mc_choice-pdf":
             rows[name] = [v[:n].astype(float).tolist() for v, n in zip(values, n_opts)]
         elif name == "cloze_pred":
-            rows[name] = [LETTERS[int(i)] for i in values]
+            rows[name] = [letter(int(i)) for i in values]
         else:
             rows[name] = values
     gold = items["Correct_Answer"] if "Correct_Answer" in items else pd.Series([None] * len(items))
