@@ -58,7 +58,17 @@ def test_jit_and_vmap_agree_with_reference():
 # ------------------------------------------------------------------------ hypothesis properties
 
 H_VOCAB, H_OPTIONS, H_VARIANTS = 50, 3, 4
-_settings = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same examples on every run, so CI never meets a new counterexample by chance
+_settings = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def margin_atol(z: np.ndarray, variants: list[list[int]]) -> float:
+    """Error bound of ln(P1 - P2) computed in float32: each option mass carries a relative error of a
+    few ulp, so |d ln(P1 - P2)| <= c * eps * (P1 + P2) / (P1 - P2) (ill-conditioned near a tie)."""
+    probs = np.sort(np.exp(ref.choice_measures(z, variants)["choice-pdf"]))[::-1]
+    gap = probs[0] - probs[1]
+    return 2e-6 + (np.inf if gap <= 0 else 16 * EPS32 * (probs[0] + probs[1]) / gap)
 _logit_vectors = hnp.arrays(np.float32, H_VOCAB, elements=st.floats(-30, 30, width=32))
 
 
