@@ -42,7 +42,7 @@ def _assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
 
 
 def _cache_file(tmp_path: pathlib.Path, key: str) -> pathlib.Path:
-    return tmp_path / "params" / f"{key}.safetensors"
+    return tmp_path / "params" / f"{cache.entry_name(key)}.safetensors"
 
 
 def test_hit_skips_conversion_and_round_trips_bfloat16(tmp_path):
@@ -88,6 +88,41 @@ def test_corrupt_file_is_detected_and_rebuilt(tmp_path, caplog, damage):
     assert convert.calls == 2
 
 
+@pytest.mark.parametrize("forgery", ["checksum recomputed", "manifest recomputed without the key"])
+def test_edited_tensor_with_a_recomputed_manifest_is_rebuilt(tmp_path, caplog, forgery):
+    """The MAC is keyed by the checkpoint's content key, which the entry does not hold: editing a
+    tensor and recomputing whatever the file itself could tell (a checksum, the whole manifest) fails."""
+    import hashlib
+    import json
+
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    convert = Counter()
+    cache.cached_params("k", convert, cache_dir=tmp_path)
+    path = _cache_file(tmp_path, "k")
+    with safe_open(str(path), framework="np") as handle:
+        manifest = json.loads(handle.metadata()["jaxunc_manifest"])
+    stored = load_file(str(path))
+    stored["model.embed_tokens.weight"] = stored["model.embed_tokens.weight"] + 1.0
+    if forgery == "checksum recomputed":
+        digest = hashlib.sha256(b"".join(np.ascontiguousarray(stored[n]).tobytes() for n in sorted(stored)))
+        manifest["sha256"] = digest.hexdigest()
+    else:
+        manifest = cache._manifest("a guess at the key", stored, stored)
+    save_file(stored, str(path), metadata={"jaxunc_manifest": json.dumps(manifest)})
+    with caplog.at_level(logging.WARNING, logger="jaxunc.checkpoints.cache"):
+        rebuilt = cache.cached_params("k", convert, cache_dir=tmp_path)
+    assert convert.calls == 2 and "MAC mismatch" in caplog.text
+    _assert_same(rebuilt, _params())
+
+
+def test_the_key_is_not_on_disk(tmp_path):
+    cache.cached_params("secret-content-key", Counter(), cache_dir=tmp_path)
+    (entry,) = (tmp_path / "params").iterdir()
+    assert b"secret-content-key" not in entry.read_bytes() and "secret" not in entry.name
+
+
 def test_file_written_under_another_key_is_rejected(tmp_path):
     convert = Counter()
     cache.cached_params("a", convert, cache_dir=tmp_path)
@@ -120,7 +155,10 @@ def test_content_key_uses_sidecar_for_unchanged_files(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(cache, "file_sha256", lambda p: calls.append(p) or "0" * 64)
     cache.content_key([src], cache_dir=tmp_path)
-    assert calls == []  # (path, size, mtime) unchanged: not rehashed
+    assert calls == []  # (path, size, mtime, ctime, inode) unchanged: not rehashed
+    os.chmod(src, 0o600)  # changes ctime only: hashed again (cp -p / rsync -a keep mtime, never ctime)
+    cache.content_key([src], cache_dir=tmp_path)
+    assert calls == [src]
 
 
 def test_content_key_matches_sha256_of_contents(tmp_path):

@@ -1,9 +1,22 @@
 """On-disk cache of converted parameters, keyed by the content of the source checkpoint files.
 
 Layout under the cache dir ($JAXUNC_CACHE or ~/.cache/jaxunc):
-  file_hashes.json          sidecar: resolved path -> {size, mtime_ns, sha256} so big files are hashed once
-  params/<key>.safetensors  converted params; the safetensors metadata holds a JSON manifest
-                            (names, shapes, logical dtypes, sha256 over the tensor bytes in name order)
+  file_hashes.json          sidecar: resolved path -> {size, mtime_ns, ctime_ns, inode, sha256}, so big
+                            files are hashed once (a file whose identity changed is hashed again)
+  params/<name>.safetensors converted params, name = entry_name(key); the safetensors metadata holds a
+                            JSON manifest (names, shapes, logical dtypes) and `mac`
+
+Verification: `mac` = HMAC-SHA256 over the manifest and every tensor's bytes (in name order), keyed
+by the content key, which is recomputed from the checkpoint files at every load and never stored in
+the entry (its file name is a one-way hash of it). An entry is used only when its MAC verifies; a
+truncated, garbled or edited entry (an edited tensor with a recomputed checksum or manifest
+included) is rebuilt from the checkpoint.
+
+What this trusts: the sidecar (a checkpoint file whose path, size, mtime, ctime and inode are
+unchanged is taken as unchanged without rehashing) and whoever can write the cache directory and
+knows this scheme: the sidecar's file hashes are enough to recompute a content key, so a deliberate
+forger with write access to the cache can still produce an entry that verifies. Treat the cache
+directory like the code you run; `rm -r` it (or set $JAXUNC_CACHE) to start afresh.
 
 Files are written to a temporary name and renamed with os.replace, so a reader never sees half a file.
 Dtypes safetensors may not store (ml_dtypes bfloat16, float8...) are stored as the unsigned-integer
@@ -13,6 +26,7 @@ view of the same width; the manifest records the logical dtype.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -26,7 +40,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = "jaxunc-params-v1"
+CACHE_FORMAT = "jaxunc-params-v2"
 _MANIFEST_KEY = "jaxunc_manifest"
 _CHUNK = 1 << 22
 _NATIVE_KINDS = "biuf"  # bool, int, uint, float: stored as-is by safetensors.numpy
@@ -71,7 +85,7 @@ def content_key(paths: Iterable[str | os.PathLike], extra: str = "", cache_dir: 
 
     Paths do not enter the key (a moved file keeps its key); `extra` should name everything else the
     conversion depends on (dtype, key-map version). Per-file hashes are remembered in a sidecar keyed
-    by (resolved path, size, mtime_ns).
+    by the resolved path and checked against (size, mtime_ns, ctime_ns, inode).
     """
     paths = [pathlib.Path(p) for p in paths]
     if not paths:
@@ -85,9 +99,11 @@ def content_key(paths: Iterable[str | os.PathLike], extra: str = "", cache_dir: 
             raise FileNotFoundError(f"content_key: {path} is not a file")
         stat = path.stat()
         ident = str(path.resolve())
+        identity = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns,
+                    "inode": stat.st_ino}
         entry = known.get(ident)
-        if not (isinstance(entry, dict) and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns):
-            entry = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_sha256(path)}
+        if not (isinstance(entry, dict) and all(entry.get(k) == v for k, v in identity.items())):
+            entry = {**identity, "sha256": file_sha256(path)}
             known[ident] = entry
             changed = True
         key.update(b"\0file\0" + entry["sha256"].encode())
@@ -112,21 +128,27 @@ def _logical_dtype(name: str) -> np.dtype:
     return np.dtype(getattr(ml_dtypes, name)) if hasattr(ml_dtypes, name) else np.dtype(name)
 
 
-def _checksum(arrays: dict[str, np.ndarray]) -> str:
-    digest = hashlib.sha256()
+def entry_name(key: str) -> str:
+    """The cache file's name for a content key: a one-way hash, so the key is not on disk."""
+    return hashlib.sha256(b"jaxunc-cache-entry\0" + key.encode()).hexdigest()[:40]
+
+
+def _mac(key: str, manifest: dict, arrays: dict[str, np.ndarray]) -> str:
+    """HMAC-SHA256 keyed by the content key over the manifest (without `mac`) and the tensors' bytes."""
+    mac = hmac.new(key.encode(), digestmod=hashlib.sha256)
+    mac.update(json.dumps({k: v for k, v in manifest.items() if k != "mac"}, sort_keys=True).encode())
     for name in sorted(arrays):
-        digest.update(name.encode() + b"\0")
-        digest.update(memoryview(np.ascontiguousarray(arrays[name])).cast("B"))
-    return digest.hexdigest()
+        mac.update(name.encode() + b"\0")
+        mac.update(memoryview(np.ascontiguousarray(arrays[name])).cast("B"))
+    return mac.hexdigest()
 
 
 def _manifest(key: str, params: dict[str, np.ndarray], stored: dict[str, np.ndarray]) -> dict:
-    return {
+    manifest = {
         "format": CACHE_FORMAT,
-        "key": key,
         "tensors": {n: {"shape": list(a.shape), "dtype": a.dtype.name} for n, a in sorted(params.items())},
-        "sha256": _checksum(stored),
     }
+    return {**manifest, "mac": _mac(key, manifest, stored)}
 
 
 def _write(path: pathlib.Path, key: str, params: dict[str, np.ndarray]) -> None:
@@ -156,13 +178,13 @@ def _read(path: pathlib.Path, key: str) -> dict[str, np.ndarray]:
         stored = load_file(str(path))
     except Exception as err:  # truncated or garbled file: safetensors / json raise various errors
         raise ValueError(f"unreadable ({type(err).__name__}: {err})") from err
-    if manifest.get("format") != CACHE_FORMAT or manifest.get("key") != key:
-        raise ValueError(f"manifest format/key {manifest.get('format')}/{manifest.get('key')} does not match")
+    if manifest.get("format") != CACHE_FORMAT:
+        raise ValueError(f"manifest format {manifest.get('format')} is not {CACHE_FORMAT}")
     entries = manifest.get("tensors", {})
     if set(entries) != set(stored):
         raise ValueError(f"manifest lists {len(entries)} tensors, file holds {len(stored)} (names differ)")
-    if _checksum(stored) != manifest.get("sha256"):
-        raise ValueError("checksum mismatch (file content changed since it was written)")
+    if not hmac.compare_digest(_mac(key, manifest, stored), str(manifest.get("mac"))):
+        raise ValueError("MAC mismatch: the entry was not written from this checkpoint, or changed since")
     params = {}
     for name, entry in entries.items():
         array = stored[name]
@@ -183,7 +205,7 @@ def cached_params(
     """Params for `key` from the cache, or `convert()` (then stored) on a miss or a bad cache file."""
     if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", key or ""):
         raise ValueError(f"cached_params: key {key!r} must be a non-empty file-name-safe string (see content_key)")
-    path = (cache_dir or default_cache_dir()) / "params" / f"{key}.safetensors"
+    path = (cache_dir or default_cache_dir()) / "params" / f"{entry_name(key)}.safetensors"
     if path.exists():
         try:
             params = _read(path, key)

@@ -33,6 +33,7 @@ class LoadedModel:
     config: ModelConfig
     source: str  # "safetensors:<dir>" or "gguf:<file>"
     n_params: int
+    content_key: str  # identity of the checkpoint files' content, dtype and key map (cache.entry_name)
 
 
 def load_model(
@@ -94,18 +95,22 @@ def _cached(files: list[pathlib.Path], config: ModelConfig, dtype_name: str, cac
     extra = f"dtype={dtype_name};keymap={config.model_type}-v{keymaps.KEYMAP_VERSION}"
     key = content_key(files, extra, cache_dir=cache)
     params = cached_params(key, convert, cache_dir=cache)
-    # A cache file written under the same key was checked against its manifest; re-check against the model.
+    # A cache file written under the same key was verified against it; re-check against the model.
     expected = param_shapes(config, dtype_name)
     if set(params) != set(expected) or any(tuple(params[k].shape) != tuple(v.shape) for k, v in expected.items()):
         log.warning("cached params for %s do not fit the model; converting again", files[0])
         params = convert()
-    return params
+    return params, key
 
 
-def _finish(params: dict[str, np.ndarray], config: ModelConfig, tokenizer, source: str, dtype_name: str) -> LoadedModel:
+def _finish(cached, config: ModelConfig, tokenizer, source: str, dtype_name: str) -> LoadedModel:
+    from jaxunc.checkpoints.cache import entry_name
+
+    params, key = cached
     model = build_model(config, dtype=dtype_name, params=params)
     n_params = int(sum(math.prod(a.shape) for a in params.values()))
-    return LoadedModel(model=model, tokenizer=tokenizer, config=config, source=source, n_params=n_params)
+    return LoadedModel(model=model, tokenizer=tokenizer, config=config, source=source, n_params=n_params,
+                       content_key=entry_name(key))
 
 
 def _load_hf_dir(directory: pathlib.Path, dtype_name: str, cache) -> LoadedModel:
@@ -117,8 +122,8 @@ def _load_hf_dir(directory: pathlib.Path, dtype_name: str, cache) -> LoadedModel
         with open_checkpoint(directory) as ckpt:
             return _convert_fn(lambda: ckpt.names, ckpt.get, config, dtype_name)()
 
-    params = _cached([directory / "config.json", *files], config, dtype_name, cache, convert)
-    return _finish(params, config, tokenizer, f"safetensors:{directory}", dtype_name)
+    cached = _cached([directory / "config.json", *files], config, dtype_name, cache, convert)
+    return _finish(cached, config, tokenizer, f"safetensors:{directory}", dtype_name)
 
 
 def _load_gguf(path: pathlib.Path, dtype_name: str, cache) -> LoadedModel:
@@ -131,5 +136,5 @@ def _load_gguf(path: pathlib.Path, dtype_name: str, cache) -> LoadedModel:
         tensors = read_gguf(path).tensors
         return _convert_fn(lambda: list(tensors), tensors.__getitem__, config, dtype_name)()
 
-    params = _cached([path], config, dtype_name, cache, convert)
-    return _finish(params, config, header.tokenizer, f"gguf:{path}", dtype_name)
+    cached = _cached([path], config, dtype_name, cache, convert)
+    return _finish(cached, config, header.tokenizer, f"gguf:{path}", dtype_name)
