@@ -20,6 +20,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from jaxunc import cli
+from jaxunc.cli import UsageError
 from jaxunc.stats import alignment as A
 from jaxunc.stats import calibration as K
 from jaxunc.stats import compare as X
@@ -73,9 +75,11 @@ def _blas_threads(n: int | None):
 
 
 def _analyze(tables, out: Path, cfg: AnalysisConfig) -> dict[str, pd.DataFrame]:
-    (out / "analysis").mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
     frames = _usable(_load(tables, problems), problems)
+    if not frames:
+        raise ValueError(f"no readable per-item table to analyse ({'; '.join(problems) or 'none given'})")
+    (out / "analysis").mkdir(parents=True, exist_ok=True)
     if cfg.drop_ungraded:
         frames = [df[df["fr_correct?"].astype(str).str.strip() != "?"].reset_index(drop=True)
                   if "fr_correct?" in df else df for df in frames]
@@ -183,17 +187,20 @@ def default_output_dir(results: str, output_dir: str | None) -> Path:
     first = Path(results.split(",")[0].strip())
     if first.is_dir() and (first / "run.json").exists() and "," not in results:
         return first
-    raise ValueError(f"--results={results} is not a jaxunc run directory (no run.json): "
+    raise UsageError(f"--results={results} is not a jaxunc run directory (no run.json): "
                      "give --output_dir for the analysis outputs")
 
 
 def run_main(argv=None) -> None:
-    from absl import app
-    app.run(_main, argv=argv)
+    """The `jaxunc-analyze` / `python -m jaxunc.analyze` entry point."""
+    _define_flags()
+    cli.run("jaxunc.analyze", _main, argv)
 
 
 def _define_flags():
     from absl import flags
+    if "results" in flags.FLAGS:
+        return
     flags.DEFINE_string("results", None, "directory or comma-separated parquet files of per-item tables")
     flags.DEFINE_string("output_dir", None, "output folder (default: the run directory given in --results)")
     flags.DEFINE_integer("bootstrap", 1000, "bootstrap resamples B (0 = no intervals)")
@@ -211,10 +218,20 @@ def _define_flags():
 def _main(argv) -> None:
     from absl import flags
     F = flags.FLAGS
+    if len(argv) > 1:
+        raise UsageError(f"unexpected arguments {argv[1:]}")
+    try:  # a missing file, an empty folder or a CSV is a usage error, found before anything runs
+        T.expand_paths(F.results)
+    except (OSError, ValueError) as err:
+        raise UsageError(str(err)) from err
     out = default_output_dir(F.results, F.output_dir)
-    cfg = AnalysisConfig(bootstrap=F.bootstrap, seed=F.seed, reproduce_2025=F.reproduce_2025,
-                         correction=F.correction, alpha=F.alpha, drop_ungraded=F.drop_ungraded,
-                         permutations=F.permutations, figures=F.figures, reliability_figures=F.reliability_figures)
+    try:
+        cfg = AnalysisConfig(bootstrap=F.bootstrap, seed=F.seed, reproduce_2025=F.reproduce_2025,
+                             correction=F.correction, alpha=F.alpha, drop_ungraded=F.drop_ungraded,
+                             permutations=F.permutations, figures=F.figures,
+                             reliability_figures=F.reliability_figures)
+    except ValueError as err:  # "analysis.<field>=..." -> the flag's name
+        raise UsageError(str(err).replace("analysis.", "--", 1)) from err
     res = analyze_tables(F.results, out, cfg)
     print(f"wrote {out}/analysis/*.csv, {out}/report.md, {out}/figures/")
     for p in res["problems"]["problem"]:
@@ -222,5 +239,4 @@ def _main(argv) -> None:
 
 
 if __name__ == "__main__":
-    _define_flags()
     run_main()

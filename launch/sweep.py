@@ -16,8 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
+from jaxunc import cli
 from jaxunc.configs import load_config_file
 
 FLAGS = flags.FLAGS
@@ -28,6 +29,8 @@ flags.DEFINE_bool("dry_run", False, "print the commands instead of running them"
 
 def parse_sweep(path: Path) -> list[tuple[str, str | None, str]]:
     """[(config file, arg or None, checkpoint or '')] from a sweep file, with errors naming the line."""
+    if not path.is_file():
+        raise cli.UsageError(f"--sweep={path}: no such sweep file")
     runs = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
@@ -35,13 +38,17 @@ def parse_sweep(path: Path) -> list[tuple[str, str | None, str]]:
             continue
         parts = shlex.split(line)
         if len(parts) > 2:
-            raise ValueError(f"{path}:{number}: expected '<config>[:arg] [checkpoint]', got {line!r}")
+            raise cli.UsageError(f"{path}:{number}: expected '<config>[:arg] [checkpoint]', got {line!r}")
         config, _, arg = parts[0].partition(":")
         if not Path(config).is_file():
-            raise ValueError(f"{path}:{number}: config file {config} not found")
+            raise cli.UsageError(f"{path}:{number}: config file {config} not found")
+        try:
+            load_config_file(config, arg or None)
+        except Exception as err:
+            raise cli.UsageError(f"{path}:{number}: {config}{':' + arg if arg else ''}: {cli.one_line(err)}") from err
         runs.append((config, arg or None, parts[1] if len(parts) == 2 else ""))
     if not runs:
-        raise ValueError(f"{path}: no runs listed")
+        raise cli.UsageError(f"{path}: no runs listed")
     return runs
 
 
@@ -61,13 +68,17 @@ def commands(runs, output_dir: Path, extra: list[str]) -> list[list[str]]:
 
 def main(argv):
     if not FLAGS.sweep:
-        raise app.UsageError("--sweep is required")
+        raise cli.UsageError("--sweep is required (a file with one '<config>[:arg] [checkpoint]' per line)")
     extra = argv[1:]
-    for cmd in commands(parse_sweep(Path(FLAGS.sweep)), Path(FLAGS.output_dir), extra):
+    cmds = commands(parse_sweep(Path(FLAGS.sweep)), Path(FLAGS.output_dir), extra)
+    for number, cmd in enumerate(cmds, start=1):
         print(shlex.join(cmd), flush=True)
-        if not FLAGS.dry_run:
-            subprocess.run(cmd, check=True)
+        if FLAGS.dry_run:
+            continue
+        status = subprocess.run(cmd).returncode
+        if status:  # the run printed its own one-line error; say which run it was and stop
+            cli.fail("sweep", f"command {number} of {len(cmds)} failed (exit {status}): {shlex.join(cmd)}", status)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run("sweep", main)

@@ -76,7 +76,7 @@ def test_stage_failure_keeps_other_tables(tmp_path):
     assert not out["alignment"].empty and not out["calibration"].empty
     assert "needs" in out["temperature"]["note"].iloc[0] or "usable" in out["temperature"]["note"].iloc[0]
     assert out["alignment"]["ci_method"].str.contains("B=20").any()
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown fields"):
         analyze_tables([df.assign(dataset="toy")], tmp_path, dict(bootstrapp=3))
 
 
@@ -100,6 +100,8 @@ def test_cli(tmp_path):
     al = pd.read_csv(run / "analysis" / "alignment.csv")
     assert (al["method"] == "pearson_2025_confounded").any()
     assert al.loc[al["method"] == "pearson_2025_confounded", "note"].str.contains("CONFOUNDED").all()
-    r = subprocess.run([sys.executable, "-m", "jaxunc.analyze", f"--results={tmp_path / 'nope'}"],
+    (tmp_path / "plain").mkdir()
+    table("M_1B", "base").assign(dataset="toy").to_parquet(tmp_path / "plain" / "toy__M_1B.parquet")
+    r = subprocess.run([sys.executable, "-m", "jaxunc.analyze", f"--results={tmp_path / 'plain'}"],
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode != 0 and "output_dir" in (r.stderr + r.stdout)
+    assert r.returncode == 2 and "give --output_dir" in r.stderr

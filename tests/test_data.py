@@ -351,3 +351,50 @@ def test_bad_arguments():
         load_dataset("coane", limit=0)
     with pytest.raises(ValueError, match="does not exist"):
         load_dataset("/no/such/file.jsonl")
+
+
+def test_a_field_longer_than_the_limit_is_refused_before_tokenization(tmp_path):
+    path = tmp_path / "huge.jsonl"
+    huge = "x" * (50 * 1024 * 1024)  # a 50 MB question line (ran a tokenizer out of memory before)
+    with open(path, "w") as f:
+        f.write(json.dumps({"question": "fine?", "options": ["a", "b"]}) + "\n")
+        f.write(json.dumps({"question": huge, "options": ["a", "b"]}) + "\n")
+        f.write(json.dumps({"question": "fine?", "options": ["a", "b" * 60_001]}) + "\n")
+    del huge
+    with pytest.raises(ItemValidationError, match=r"huge\.jsonl: row 1 \(line 2\): the question has 52,428,800 "
+                                                  r"characters; the limit is 50,000 \(data.max_field_chars\)"):
+        load_dataset(str(path))
+    loaded = load_dataset(str(path), on_error="skip")
+    assert loaded.items["item_id"].tolist() == ["huge-0000"]
+    assert loaded.skipped == [(1, "text longer than data.max_field_chars"), (2, "text longer than data.max_field_chars")]
+    assert len(load_dataset(str(path), on_error="skip", max_field_chars=70_000).items) == 2
+
+
+def test_bytes_that_are_not_utf8_make_only_their_row_unreadable(tmp_path):
+    csv = tmp_path / "latin1.csv"
+    csv.write_bytes(b'question,options\n"fine?","[""a"", ""b""]"\n"caf\xe9?","[""a"", ""b""]"\n"ok?","[""c"", ""d""]"\n')
+    with pytest.raises(ItemValidationError, match=r"latin1\.csv: row 1: column 'question' holds bytes that are not UTF-8"):
+        load_dataset(str(csv))
+    assert load_dataset(str(csv), on_error="skip").items["Question"].tolist() == ["fine?", "ok?"]
+    jsonl = tmp_path / "latin1.jsonl"
+    jsonl.write_bytes(b'{"question": "fine?", "options": ["a", "b"]}\n{"question": "caf\xe9?", "options": ["a", "b"]}\n')
+    with pytest.raises(ItemValidationError, match=r"row 1 \(line 2\): line 2 is not valid UTF-8 \(byte 0xe9 at byte 18\)"):
+        load_dataset(str(jsonl))
+    assert len(load_dataset(str(jsonl), on_error="skip").items) == 1
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.csv", b"", "the file is empty"),
+    ("header_only.csv", b"question,options\n", "no rows"),
+    ("empty.jsonl", b"\n\n", "no rows"),
+    ("garbage.parquet", b"PAR1 not really", "not a readable parquet file"),
+    ("all_bad.jsonl", b'{"question": "q"}\n{"question": "q", "options": ["a"]}\n', r"\(1 x options invalid; 1 x"),
+    ("all_invalid.jsonl", b'{"question": "", "options": ["a", "b"]}\n{"question": "q", "options": ["a"]}\n',
+     r"none of the 2 rows is a valid item \(1 x question empty; 1 x number of options not in 2..26\)"),
+])
+def test_files_without_a_valid_item_give_one_line(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as err:
+        load_dataset(str(path), on_error="skip")
+    assert str(path) in str(err.value) and "\n" not in str(err.value)

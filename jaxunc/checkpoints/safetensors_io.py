@@ -56,12 +56,21 @@ def safetensors_files(directory: pathlib.Path) -> list[pathlib.Path]:
     raise FileNotFoundError(f"{directory}: no {SINGLE_FILE}, {INDEX_FILE} or other .safetensors file")
 
 
+def _open(file: pathlib.Path):
+    """safe_open with a one-line error naming the file (truncated or not a safetensors file)."""
+    try:
+        return safe_open(str(file), framework="numpy")
+    except Exception as err:  # SafetensorError, OSError
+        raise ValueError(f"{file}: not a readable safetensors file ({' '.join(str(err).split())}); "
+                         "it may be truncated or not a safetensors file") from None
+
+
 class SafetensorsCheckpoint(contextlib.AbstractContextManager):
     """Open shards lazily: ``names`` lists every tensor, ``get(name)`` reads one as numpy."""
 
     def __init__(self, files: list[pathlib.Path], index: pathlib.Path | None = None):
         self._stack = contextlib.ExitStack()
-        self._handles = [self._stack.enter_context(safe_open(str(f), framework="numpy")) for f in files]
+        self._handles = [self._stack.enter_context(_open(f)) for f in files]
         self._where: dict[str, int] = {}
         for i, handle in enumerate(self._handles):
             for name in handle.keys():
@@ -82,7 +91,12 @@ class SafetensorsCheckpoint(contextlib.AbstractContextManager):
         return list(self._where)
 
     def get(self, name: str) -> np.ndarray:
-        array = self._handles[self._where[name]].get_tensor(name)
+        file = self.files[self._where[name]]
+        try:
+            array = self._handles[self._where[name]].get_tensor(name)
+        except Exception as err:  # safetensors raises its own SafetensorError for truncated data
+            raise ValueError(f"{file}: tensor {name!r} is unreadable ({' '.join(str(err).split())}); "
+                             "the file may be truncated: copy it again") from None
         if array.dtype.name not in FLOAT_DTYPES:
             raise ValueError(f"tensor {name!r} has dtype {array.dtype.name}; supported: {FLOAT_DTYPES}")
         return array

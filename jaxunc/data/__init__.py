@@ -12,6 +12,7 @@ from pathlib import Path
 from jaxunc.data import coane, generic, mmlu, protoqa
 from jaxunc.data.schema import (
     CORE_COLUMNS,
+    MAX_FIELD_CHARS,
     PERMUTATION_METHOD,
     ItemValidationError,
     LoadedDataset,
@@ -52,6 +53,7 @@ def load_dataset(
     on_error: str = "raise",
     shuffle_options: bool | None = None,
     seed: int = 0,
+    max_field_chars: int = MAX_FIELD_CHARS,
 ) -> LoadedDataset:
     """Loads and validates a dataset.
 
@@ -60,7 +62,8 @@ def load_dataset(
     limit: read only the first `limit` source rows. on_error: "raise" (ItemValidationError naming
     the file and row) or "skip" (bad rows listed in `.skipped`). shuffle_options: permute each
     item's options with numpy.random.default_rng([seed, row]); None = the dataset's default (only
-    ProtoQA shuffles, as it stores options by popularity).
+    ProtoQA shuffles, as it stores options by popularity). max_field_chars: a longer question or
+    option is a bad row (refused before any tokenization). A file with no valid item raises.
     """
     if name not in READERS:
         if not generic.is_generic_path(name):
@@ -82,7 +85,10 @@ def load_dataset(
         on_error=on_error,
         shuffle=shuffle,
         seed=seed,
+        max_field_chars=max_field_chars,
     )
+    if len(items) == 0:
+        raise ItemValidationError.none_valid(source, n_rows, skipped)
     method = PERMUTATION_METHOD if shuffle else "identity"
     permutation = {"shuffled": shuffle, "seed": int(seed), "method": method}
     return LoadedDataset(items, dataset, source, skipped, permutation, n_rows)

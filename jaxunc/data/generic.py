@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from jaxunc.data import files
 from jaxunc.data.schema import CORE_COLUMNS, LETTERS, RawItem, head, is_missing
 
 DEFAULT_SHUFFLE = False
@@ -46,41 +47,25 @@ def is_generic_path(name: str) -> bool:
 
 
 def _read_jsonl(path: Path) -> tuple[pd.DataFrame, dict[int, str]]:
-    """Records of a JSON-lines file (blank lines ignored); unreadable lines -> {row: error}."""
-    records, errors = [], {}
-    with open(path, encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-                if not isinstance(record, dict):
-                    kind = type(record).__name__
-                    raise ValueError(f"line {number} is a JSON {kind}, not an object")
-            except ValueError as err:
-                errors[len(records)] = f"line {number} is not a JSON object: {err}"
-                record = {}
-            record["_locator"] = f"line {number}"
-            records.append(record)
+    records, errors = files.read_jsonl(path)
     return pd.DataFrame.from_records(records), errors
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path) -> tuple[pd.DataFrame, dict[int, str]]:
     """CSV with a header; recognised text columns are read verbatim ("None", "NA" stay text)."""
-    frame = pd.read_csv(path)
+    frame, errors = files.read_csv(path)
     text = [c for c in frame.columns if _role(c) in ("question", "options", "correct", "option")]
     if text:
-        verbatim = pd.read_csv(path, usecols=text, dtype=str, keep_default_na=False, na_values=[""])
+        verbatim, _ = files.read_csv(path, usecols=text, dtype=str, keep_default_na=False, na_values=[""])
         frame[text] = verbatim[text].astype(object).where(verbatim[text].notna(), None)
-    return frame
+    return frame, errors
 
 
 def _read_json(path: Path) -> tuple[pd.DataFrame, dict[int, str]]:
     """A .json file holding one array of objects; otherwise it is read as JSON lines."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            records = json.load(handle)
-    except ValueError:
+        records = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except ValueError:  # not one JSON document (or not UTF-8): JSON lines, each line on its own
         return _read_jsonl(path)
     if not isinstance(records, list):
         return _read_jsonl(path)
@@ -101,9 +86,9 @@ def read_table(path: Path) -> tuple[pd.DataFrame, dict[int, str]]:
     if suffix == ".json":
         return _read_json(path)
     if suffix == ".csv":
-        return _read_csv(path), {}
+        return _read_csv(path)
     if suffix == ".parquet":
-        return pd.read_parquet(path), {}
+        return files.read_parquet(path), {}
     raise ValueError(f"{path}: unsupported file type {suffix!r}; expected one of {SUFFIXES}")
 
 
@@ -181,6 +166,8 @@ def read_generic(
         raise ValueError(f"generic: file {source} does not exist")
     frame, unreadable = read_table(source)
     frame = head(frame, limit)
+    if frame.empty:
+        return [], str(source), 0
     roles, option_columns = _columns(frame.drop(columns=["_locator"], errors="ignore"), source)
     used = set(roles.values()) | set(option_columns) | {"_locator"}
     kept = [c for c in frame.columns if c not in used and c not in CORE_COLUMNS]

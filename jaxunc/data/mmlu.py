@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from jaxunc.data.files import read_csv, read_parquet
 from jaxunc.data.schema import RawItem, head
 
 DEFAULT_SHUFFLE = False
@@ -45,7 +46,7 @@ def _read_csv_layout(files: list[Path]) -> pd.DataFrame:
     frames = []
     for file in files:
         # every cell is text: options such as "None" or "NA" must not become missing values
-        frame = pd.read_csv(file, header=None, dtype=str, keep_default_na=False, na_values=[""])
+        frame, unreadable = read_csv(file, header=None, dtype=str, keep_default_na=False, na_values=[""])
         if frame.shape[1] != len(CSV_COLUMNS):
             raise ValueError(
                 f"{file}: {frame.shape[1]} columns; the MMLU CSV layout has {len(CSV_COLUMNS)} "
@@ -56,6 +57,7 @@ def _read_csv_layout(files: list[Path]) -> pd.DataFrame:
         frame["subject"] = _subject(file)
         frame["_file"] = str(file)
         frame["_line"] = range(len(frame))
+        frame["_error"] = [unreadable.get(i) for i in range(len(frame))]
         frames.append(frame.drop(columns=["A", "B", "C", "D"]))
     return pd.concat(frames, ignore_index=True)
 
@@ -63,7 +65,7 @@ def _read_csv_layout(files: list[Path]) -> pd.DataFrame:
 def _read_parquet_layout(files: list[Path]) -> pd.DataFrame:
     frames = []
     for file in files:
-        frame = pd.read_parquet(file)
+        frame = read_parquet(file)
         missing = [c for c in PARQUET_COLUMNS if c not in frame.columns]
         if missing:
             raise ValueError(
@@ -100,6 +102,7 @@ def read_mmlu(path: str | Path | None, limit: int | None = None) -> tuple[list[R
             options=rec["choices"],
             correct=rec["answer"],
             extra={"subject": rec["subject"]},
+            error=rec.get("_error"),
             file=rec["_file"] if source.is_dir() else None,
             locator=f"row {rec['_line']} of this file" if source.is_dir() else None,
         )

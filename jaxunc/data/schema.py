@@ -28,6 +28,7 @@ from scipy.special import entr
 LETTERS = string.ascii_uppercase
 MIN_OPTIONS = 2
 MAX_OPTIONS = len(LETTERS)  # 26: one letter per option
+MAX_FIELD_CHARS = 50_000  # longest question / option text accepted (config data.max_field_chars)
 
 CORE_COLUMNS: tuple[str, ...] = (
     "item_id",
@@ -67,6 +68,15 @@ class ItemValidationError(ValueError):
         self.source, self.row, self.reason = source, row, reason
         where = f"row {row}" + (f" ({locator})" if locator else "")
         super().__init__(f"{source}: {where}: {reason}")
+
+    @classmethod
+    def none_valid(cls, source: str, n_rows: int, skipped: list[tuple[int, str]]) -> ValueError:
+        """The error for a file without a single valid item (empty, or every row skipped)."""
+        if not n_rows:
+            return ValueError(f"{source}: no rows (expected one item per row)")
+        reasons = Counter(reason for _, reason in skipped)
+        listed = "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common())
+        return ValueError(f"{source}: none of the {n_rows} rows is a valid item ({listed})")
 
 
 @dataclass
@@ -115,6 +125,12 @@ def is_missing(value: Any) -> bool:
     if value is None or value is pd.NA:
         return True
     return isinstance(value, float) and math.isnan(value)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """repr(value), cut to `limit` characters (error messages stay one readable line)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def letter(index: int) -> str:
@@ -214,13 +230,13 @@ def option_permutation(row: int, n_options: int, seed: int, shuffle: bool) -> np
 def _options(value: Any) -> list[str]:
     if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
         kind = type(value).__name__
-        raise RowError(BAD_OPTIONS, f"options must be a list, got {kind}: {value!r}")
+        raise RowError(BAD_OPTIONS, f"options must be a list, got {kind}: {_short(value)}")
     options = list(value)
     for j, option in enumerate(options):
         if is_missing(option):
             raise RowError(BAD_OPTIONS, f"option {letter(j) if j < MAX_OPTIONS else j} is missing")
         if isinstance(option, (bool, np.bool_)) or not isinstance(option, (str, numbers.Number)):
-            raise RowError(BAD_OPTIONS, f"option {j} {option!r} is not text")
+            raise RowError(BAD_OPTIONS, f"option {j} {_short(option)} is not text")
     if not MIN_OPTIONS <= len(options) <= MAX_OPTIONS:
         raise RowError(
             f"number of options not in {MIN_OPTIONS}..{MAX_OPTIONS}",
@@ -229,24 +245,33 @@ def _options(value: Any) -> list[str]:
     return [str(o) for o in options]
 
 
-def validate(raw: RawItem) -> tuple[str, list[str], int | None, np.ndarray | None]:
+def check_length(text: str, what: str, max_chars: int) -> None:
+    if len(text) > max_chars:
+        raise RowError("text longer than data.max_field_chars",
+                       f"{what} has {len(text):,} characters; the limit is {max_chars:,} (data.max_field_chars)")
+
+
+def validate(raw: RawItem, max_chars: int = MAX_FIELD_CHARS) -> tuple[str, list[str], int | None, np.ndarray | None]:
     """Checks one row; returns (question, options, correct index, shares). Raises ValueError."""
     if raw.error is not None:
         raise RowError("unreadable row", raw.error)
     question = raw.question
     if is_missing(question) or not isinstance(question, str):
-        raise RowError("question missing", f"question is missing (got {question!r})")
+        raise RowError("question missing", f"question is missing (got {_short(question)})")
     if not question.strip():
         raise RowError("question empty", "question is empty")
+    check_length(question, "the question", max_chars)
     options = _options(raw.options)
+    for j, option in enumerate(options):
+        check_length(option, f"option {letter(j)}", max_chars)
     correct = parse_correct(raw.correct, len(options))
     shares = human_shares(raw.counts, raw.shares, len(options))
     if raw.correct_text is not None and correct is not None:
         if str(raw.correct_text) != options[correct]:
             raise RowError(
                 "correct answer text differs from the correct option",
-                f"correct answer text {raw.correct_text!r} differs from option "
-                f"{letter(correct)} {options[correct]!r}"
+                f"correct answer text {_short(raw.correct_text)} differs from option "
+                f"{letter(correct)} {_short(options[correct])}"
             )
     return question, options, correct, shares
 
@@ -259,6 +284,7 @@ def build_items(
     on_error: str = "raise",
     shuffle: bool = False,
     seed: int = 0,
+    max_field_chars: int = MAX_FIELD_CHARS,
 ) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
     """Validates rows and builds the item table. Returns (items, [(row, reason) skipped]).
 
@@ -270,7 +296,7 @@ def build_items(
     records, skipped, extra_columns, seen_ids = [], [], {}, set()
     for raw in raws:
         try:
-            question, options, correct, shares = validate(raw)
+            question, options, correct, shares = validate(raw, max_field_chars)
             default_id = f"{dataset}-{raw.row:04d}"  # at least 4 digits, the source row
             item_id = default_id if raw.item_id is None else str(raw.item_id)
             if item_id in seen_ids:
@@ -331,7 +357,9 @@ def read_parquet_layout(
 ) -> tuple[pd.DataFrame, list[str]]:
     """A parquet file's first `limit` rows, checked for `required` columns; also returns the
     columns kept unchanged (all but `required` and `dropped`)."""
-    frame = head(pd.read_parquet(path), limit)
+    from jaxunc.data.files import read_parquet
+
+    frame = head(read_parquet(path), limit)
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise ValueError(

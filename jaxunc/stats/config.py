@@ -30,6 +30,23 @@ class AnalysisConfig:
     measures: tuple[str, ...] = () # restrict to these measure columns (empty = all present)
     blas_threads: int | None = 1   # BLAS threads during the analysis (threadpoolctl); None = library default
 
+    def __post_init__(self) -> None:
+        """Refuse values no analysis can use (ValueError naming the field and the allowed range)."""
+        checks = {
+            "bootstrap": self.bootstrap >= 0, "permutations": self.permutations >= 0,
+            "cv_folds": self.cv_folds >= 2, "min_stratum": self.min_stratum >= 3,
+            "ci_level": 0 < self.ci_level < 1, "alpha": 0 < self.alpha < 1,
+            "temperature_split": 0 < self.temperature_split < 1,
+        }
+        allowed = {"bootstrap": ">= 0 (0 = no intervals)", "permutations": ">= 0 (0 = no test)",
+                   "cv_folds": ">= 2", "min_stratum": ">= 3", "ci_level": "in (0, 1)", "alpha": "in (0, 1)",
+                   "temperature_split": "in (0, 1)"}
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"analysis.{name}={getattr(self, name)!r}: expected {allowed[name]}")
+        if self.correction not in ("bh", "bonferroni"):
+            raise ValueError(f"analysis.correction={self.correction!r}: expected 'bh' or 'bonferroni'")
+
     @classmethod
     def from_any(cls, cfg: Any = None) -> "AnalysisConfig":
         if cfg is None:
@@ -44,9 +61,7 @@ class AnalysisConfig:
         cfg = {k: v for k, v in dict(cfg).items() if k != "run"}  # config.analysis.run: the caller's switch
         unknown = set(cfg) - names
         if unknown:
-            raise ValueError(f"analysis config: unknown keys {sorted(unknown)}; known: {sorted(names)}")
+            raise ValueError(f"analysis: unknown fields {sorted(unknown)}; known: {sorted(names)}")
         out = cls(**dict(cfg))
-        if out.correction not in ("bh", "bonferroni"):
-            raise ValueError(f"analysis config: correction must be 'bh' or 'bonferroni', got {out.correction!r}")
         out.measures = tuple(out.measures)
         return out

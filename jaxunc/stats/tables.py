@@ -181,18 +181,19 @@ def expand_paths(spec: str | Path | Sequence[str | Path]) -> list[Path]:
     out: list[Path] = []
     for part in parts:
         p = Path(str(part).strip())
+        if not p.exists():
+            raise FileNotFoundError(f"--results: {p} does not exist")
         if p.is_dir():
             sub = p / "items" if (p / "items").is_dir() else p
             files = sorted(sub.glob("*.parquet"))
             if not files:
-                raise ValueError(f"--results: directory {p} holds no .parquet tables")
+                raise ValueError(f"--results: directory {sub} holds no per-item tables (*.parquet)")
             out += files
         elif p.suffix == ".parquet":
-            if not p.exists():
-                raise FileNotFoundError(f"--results: file {p} does not exist")
             out.append(p)
         else:
-            raise ValueError(f"--results: {p} is neither a directory nor a .parquet file")
+            raise ValueError(f"--results: {p} is a {p.suffix or 'suffix-less'} file; per-item tables are "
+                             ".parquet files (a jaxunc run's items/*.parquet, or the reference study's)")
     return out
 
 
