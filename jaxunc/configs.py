@@ -7,6 +7,7 @@ Fields (override any with --config.<field>=value):
   model.system_message  chat system turn (unset: the study's instruction per task; '': none)
   data.datasets       comma-separated: coane, protoqa, mmlu, or a path to a generic file
   data.path           folder/file for mmlu; data.limit (0 = all); data.on_error (raise|skip)
+  data.max_field_chars  longest question/option accepted (characters), checked before tokenization
   data.shuffle_options  unset: the dataset's default; data.seed seeds the option permutation
   tasks               comma-separated: mcqa, fr
   output_dir          '' = results/<config name>
@@ -41,6 +42,8 @@ def base_config(
     ))
     config.data = ml_collections.ConfigDict(dict(
         datasets="coane", path="", limit=0, on_error="raise", seed=0,
+        # A question or option longer than this is refused before tokenization (per data.on_error).
+        max_field_chars=50_000,
         # None: each dataset's default (ProtoQA shuffled, since its file is sorted by popularity).
         shuffle_options=ml_collections.config_dict.placeholder(bool),
     ))

@@ -5,6 +5,8 @@ Plain functions that take a resolved ConfigDict; `jaxunc.main` only parses flags
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import platform
@@ -17,26 +19,30 @@ from pathlib import Path
 import jax
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from jaxunc import columns, labels, measures, prompts
-from jaxunc.data import load_dataset
-from jaxunc.engine import freeresponse, mcqa
+from jaxunc.cli import UsageError
+from jaxunc.data import DATASETS, LoadedDataset, generic, load_dataset
+from jaxunc.engine import freeresponse, mcqa, provenance
 from jaxunc.engine.batching import parse_buckets
 from jaxunc.engine.chunked import process_items, wait_for_all
 from jaxunc.engine.decode import make_generate
+from jaxunc.engine.lock import OutputLock
 from jaxunc.engine.mesh import check_batch_size, make_data_mesh
 from jaxunc.engine.scoring import make_score_step
-from jaxunc.engine.store import ChunkStore, fingerprint, write_parquet_atomic
+from jaxunc.engine.store import (KEY_COLUMNS, ChunkStore, SettingsConflict, conflict_message, read_manifest,
+                                 write_parquet_atomic)
+from jaxunc.stats.config import AnalysisConfig
 
 log = logging.getLogger(__name__)
 
 TASKS = prompts.TASKS
-MODEL_COLUMNS = ("model", "model_type", "model_size")
 _PACKAGES = ("jax", "jaxlib", "flax", "numpy", "scipy", "pandas", "transformers", "tokenizers", "gguf")
 
 
 def check_config(config) -> None:
-    """Refuse bad settings before any model is loaded, naming the field and what is allowed."""
+    """Refuse bad settings before anything is loaded (UsageError naming the field and what is allowed)."""
     choices = {
         "model.dtype": (config.model.dtype, ("float32", "bfloat16")),
         "model.prompt_format": (config.model.prompt_format, prompts.FORMATS),
@@ -46,21 +52,58 @@ def check_config(config) -> None:
     }
     for field, (value, allowed) in choices.items():
         if value not in allowed:
-            raise ValueError(f"config.{field}={value!r}: expected one of {tuple(allowed)}")
-    for field in ("batch_size", "chunk_size", "max_new_tokens"):
-        if int(config.engine[field]) < 1:
-            raise ValueError(f"config.engine.{field} must be >= 1, got {config.engine[field]}")
+            raise UsageError(f"config.{field}={value!r}: expected one of {tuple(allowed)}")
+    for field in ("engine.batch_size", "engine.chunk_size", "engine.max_new_tokens", "data.max_field_chars"):
+        group, name = field.split(".")
+        if int(config[group][name]) < 1:
+            raise UsageError(f"config.{field} must be >= 1, got {config[group][name]}")
     if config.data.limit < 0:
-        raise ValueError(f"config.data.limit must be >= 0 (0 = all items), got {config.data.limit}")
-    parse_buckets(config.engine.buckets)
+        raise UsageError(f"config.data.limit must be >= 0 (0 = all items), got {config.data.limit}")
+    try:
+        parse_buckets(config.engine.buckets)
+        AnalysisConfig.from_any(config.analysis)
+    except ValueError as err:
+        raise UsageError(f"config.{err}" if str(err).startswith("analysis") else str(err)) from err
     parse_tasks(config.tasks)
+    dataset_specs(config)
+    checkpoint = Path(config.model.checkpoint).expanduser() if config.model.checkpoint else None
+    if checkpoint is not None and not checkpoint.exists():
+        raise UsageError(f"config.model.checkpoint: checkpoint path {checkpoint} does not exist")
+
+
+def dataset_specs(config) -> list[str]:
+    """The entries of config.data.datasets: known names or existing data files, distinct table names."""
+    specs = [d.strip() for d in config.data.datasets.split(",") if d.strip()]
+    if not specs:
+        raise UsageError(f"config.data.datasets is empty; give one or more of {DATASETS} or data file paths")
+    for spec in specs:
+        if spec not in DATASETS and not generic.is_generic_path(spec):
+            raise UsageError(f"config.data.datasets: unknown dataset {spec!r}; expected one of {DATASETS} "
+                             f"or a path to a {'/'.join(generic.SUFFIXES)} file")
+        if spec in ("mmlu", "generic") and not config.data.path:
+            raise UsageError(f"config.data.datasets={spec!r} needs config.data.path (a local copy)")
+        if generic.is_generic_path(spec) and not Path(spec).is_file():
+            raise UsageError(f"config.data.datasets: data file {spec} does not exist")
+    if config.data.path and not Path(config.data.path).exists():
+        raise UsageError(f"config.data.path: {config.data.path} does not exist")
+    names = [dataset_name(s) for s in specs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(f"config.data.datasets: several datasets would write the table {twice[0]!r} "
+                         f"({[s for s in specs if dataset_name(s) == twice[0]]}); rename one file")
+    return specs
+
+
+def dataset_name(spec: str) -> str:
+    """The table name of a dataset entry: the name itself, or a data file's stem."""
+    return Path(spec).stem if generic.is_generic_path(spec) else spec
 
 
 def parse_tasks(spec: str) -> list[str]:
     tasks = [t.strip() for t in spec.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in TASKS]
     if not tasks or unknown:
-        raise ValueError(f"config.tasks must be a comma-separated subset of {TASKS}, got {spec!r}")
+        raise UsageError(f"config.tasks must be a comma-separated subset of {TASKS}, got {spec!r}")
     return tasks
 
 
@@ -80,18 +123,6 @@ def load_model_for(config):
 
     path = config.model.checkpoint or str(smollm2_gguf_path())
     return load_model(path, dtype=config.model.dtype, cache_dir=config.model.cache_dir or None)
-
-
-def item_settings(config, dataset: str, checkpoint_source: str) -> dict:
-    """Everything that determines a per-item value (data.limit excluded: rows are reusable)."""
-    return {
-        "dataset": dataset, "checkpoint": checkpoint_source, "dtype": config.model.dtype,
-        "prompt_format": config.model.prompt_format, "system_message": config.model.system_message,
-        "nucleus": config.engine.nucleus, "batch_invariant": config.engine.batch_invariant,
-        "shuffle_options": config.data.shuffle_options,
-        "seed": config.data.seed, "on_error": config.data.on_error, "path": config.data.path,
-        "model": config.model.name, "model_type": config.model.type, "model_size": config.model.size,
-    }
 
 
 def eos_ids(tokenizer) -> list[int]:
@@ -129,23 +160,119 @@ def resolve_hosts(config) -> Hosts:
     return Hosts(index, count)
 
 
-def run_dataset(config, loaded, dataset, tasks: list[str], engines: dict, out: Path,
+@dataclass
+class DatasetRun:
+    """One dataset of a run: its items, its per-task stores and its final table."""
+
+    spec: str
+    dataset: LoadedDataset
+    final: Path
+    stores: dict[str, ChunkStore]
+
+    @property
+    def item_ids(self) -> list[str]:
+        return list(self.dataset.items["item_id"])
+
+
+def plan_datasets(config, tasks: list[str], out: Path, hosts: Hosts) -> list[DatasetRun]:
+    """Load and validate every dataset and check every stored result against the settings.
+
+    Runs before the model loads, so that bad data and conflicting settings are reported at once.
+    """
+    plans = []
+    for spec in dataset_specs(config):
+        dataset = load_dataset(spec, path=config.data.path or None, limit=config.data.limit or None,
+                               on_error=config.data.on_error, shuffle_options=config.data.shuffle_options,
+                               seed=config.data.seed, max_field_chars=config.data.max_field_chars)
+        stem = f"{safe_name(dataset.name)}__{safe_name(config.model.name)}"
+        shuffled = bool(dataset.permutation["shuffled"])
+        stores = {task: ChunkStore(out / "items" / "parts" / f"{stem}.{task}.parquet",
+                                   provenance.task_settings(config, spec, shuffled, task), writer=hosts.index)
+                  for task in tasks}
+        plan = DatasetRun(spec, dataset, out / "items" / f"{stem}.parquet", stores)
+        if not config.recompute:
+            for store in stores.values():
+                store.check()
+            check_table_kept(plan, tasks)
+        plans.append(plan)
+    return plans
+
+
+def check_table_kept(plan: DatasetRun, tasks: list[str]) -> None:
+    """Refuse to replace a finished table by one with fewer tasks or fewer items."""
+    manifest = read_manifest(plan.final)
+    if manifest is None:
+        return
+    differences = []
+    dropped = [t for t in manifest.get("tasks", []) if t not in tasks]
+    if dropped:
+        differences.append(f"tasks: {','.join(manifest['tasks'])!r} -> {','.join(tasks)!r}")
+    stored_ids = pq.read_table(plan.final, columns=["item_id"]).column("item_id").to_pylist()
+    lost = set(stored_ids) - set(plan.item_ids)
+    if lost:
+        differences.append(f"items: {len(stored_ids)} -> {len(plan.item_ids)} ({len(lost)} of the finished "
+                           "table's items are not in this run; data.limit or the data file changed)")
+    if differences:
+        hint = f"add {','.join(dropped)} to --config.tasks (their results are reused)" if dropped else ""
+        raise SettingsConflict(conflict_message(plan.final, differences, hint))
+
+
+def fit_context(plan: DatasetRun, token_lists: dict[str, list[list[int]]], limits: dict[str, int],
+                on_error: str) -> list[int]:
+    """Indices of the items whose prompts fit the model's context; the others are refused
+    (on_error=raise: ValueError naming the first) or left out of plan.dataset with a reason (skip)."""
+    items = plan.dataset.items
+    too_long: dict[int, str] = {}
+    for task, lists in token_lists.items():
+        for i, tokens in enumerate(lists):
+            if len(tokens) > limits[task] and i not in too_long:
+                too_long[i] = (f"item {items['item_id'].iat[i]}: the {task} prompt has {len(tokens)} tokens; "
+                               f"the model takes at most {limits[task]} here")
+    keep = [i for i in range(len(items)) if i not in too_long]
+    if not too_long:
+        return keep
+    if on_error == "raise":
+        raise ValueError(f"{plan.dataset.source}: {too_long[min(too_long)]} ({len(too_long)} such items; "
+                         "--config.data.on_error=skip leaves them out)")
+    if not keep:
+        raise ValueError(f"{plan.dataset.source}: every prompt exceeds the model's context ({too_long[0]})")
+    plan.dataset.skipped.extend((items["item_id"].iat[i], "prompt longer than the model context") for i in too_long)
+    plan.dataset.items = items.iloc[keep].reset_index(drop=True)
+    return keep
+
+
+def context_limits(config, loaded, tasks: list[str]) -> dict[str, int]:
+    """Longest prompt per task: the model's context, less the generated tokens for free response."""
+    context = int(loaded.config.max_position_embeddings)
+    limits = {"mcqa": context, "fr": context - int(config.engine.max_new_tokens)}
+    if "fr" in tasks and limits["fr"] < 1:
+        raise UsageError(f"config.engine.max_new_tokens={config.engine.max_new_tokens} leaves no room for a "
+                         f"prompt in the model's context of {context} tokens")
+    return {t: limits[t] for t in tasks}
+
+
+def run_dataset(config, loaded, plan: DatasetRun, tasks: list[str], engines: dict, content, out: Path,
                 hosts: Hosts = Hosts()) -> dict:
     """Run the tasks on one dataset; process 0 writes items/<dataset>__<model>.parquet."""
-    items, tokenizer = dataset.items, loaded.tokenizer
-    stem = f"{safe_name(dataset.name)}__{safe_name(config.model.name)}"
-    settings = item_settings(config, dataset.name, loaded.source)
+    dataset, tokenizer = plan.dataset, loaded.tokenizer
+    texts, token_lists = {}, {}
+    for task in tasks:
+        texts[task] = [prompts.build_prompt(row, fmt=config.model.prompt_format, task=task, tokenizer=tokenizer,
+                                            system_message=config.model.system_message)
+                       for row in dataset.items.to_dict("records")]
+        token_lists[task] = prompts.tokenize_prompts(tokenizer, texts[task])
+    keep = fit_context(plan, token_lists, context_limits(config, loaded, tasks), config.data.on_error)
+    texts = {t: [v[i] for i in keep] for t, v in texts.items()}
+    token_lists = {t: [v[i] for i in keep] for t, v in token_lists.items()}
+    items = dataset.items
     common = dict(batch_size=config.engine.batch_size, buckets=parse_buckets(config.engine.buckets),
                   pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
                   chunk_size=config.engine.chunk_size)
     table = items.copy()
-    record: dict = {"n_items": len(items), "n_skipped": len(dataset.skipped),
+    record: dict = {"source": dataset.source, "source_sha256": source_digest(dataset.source),
+                    "n_items": len(items), "n_skipped": len(dataset.skipped),
                     "skipped": [[str(row), reason] for row, reason in dataset.skipped]}
     for task in tasks:
-        texts = [prompts.build_prompt(row, fmt=config.model.prompt_format, task=task, tokenizer=tokenizer,
-                                      system_message=config.model.system_message)
-                 for row in items.to_dict("records")]
-        token_lists = prompts.tokenize_prompts(tokenizer, texts)
         if task == "mcqa":
             max_options = int(items["n_options"].max())
             variants = labels.label_variant_ids(tokenizer, max_options)
@@ -155,33 +282,46 @@ def run_dataset(config, loaded, dataset, tasks: list[str], engines: dict, out: P
             record["label_variants"] = variants.table
         else:
             fns = freeresponse.batch_fn(engines["fr"]), freeresponse.rows_fn(tokenizer)
-        store = ChunkStore(out / "items" / "parts" / f"{stem}.{task}.parquet",
-                           fingerprint({**settings, "task": task,
-                                        "max_new_tokens": config.engine.max_new_tokens if task == "fr" else None}),
-                           writer=hosts.index)
-        if config.recompute:
-            store.discard()
-        stats = process_items(items, token_lists, store, *fns, desc=f"{dataset.name} {task}",
-                              process_index=hosts.index, process_count=hosts.count, **common)
-        lengths = [len(t) for t in token_lists]
+        store, ids = plan.stores[task], plan.item_ids
+        keys = provenance.item_keys(items, token_lists[task])
+        stats = process_items(items, token_lists[task], store, *fns, item_keys=keys, content_key=content.key,
+                              desc=f"{dataset.name} {task}", process_index=hosts.index,
+                              process_count=hosts.count, **common)
+        lengths = [len(t) for t in token_lists[task]]
         record[task] = {"prompt_tokens": {"min": min(lengths), "max": max(lengths),
                                           "mean": float(np.mean(lengths))}, **stats}
         if not hosts.is_writer:
             continue
-        wait_for_all(store, list(items["item_id"]), timeout=config.engine.wait_timeout)
-        scored = store.finalize(list(items["item_id"]))
-        table[f"formatted_question_{task}"] = texts
-        table = table.merge(scored, on="item_id", how="left")
+        wait_for_all(store, ids, keys, content.key, timeout=config.engine.wait_timeout)
+        scored = store.finalize(ids, keys, content.key, {"content": content.as_dict()})
+        table[f"formatted_question_{task}"] = texts[task]
+        table = table.merge(scored.drop(columns=list(KEY_COLUMNS)), on="item_id", how="left")
     if not hosts.is_writer:
         return record
     table["model"], table["model_type"], table["model_size"] = (
         config.model.name, config.model.type, float(config.model.size))
     table = table[columns.ordered(list(table.columns))]
-    final = out / "items" / f"{stem}.parquet"
-    write_parquet_atomic(table, final)
-    record["table"] = str(final)
+    write_parquet_atomic(table, plan.final, {
+        "tasks": tasks, "settings": {t: s.settings for t, s in plan.stores.items()},
+        "content": content.as_dict(), "source_sha256": record["source_sha256"]})
+    record["table"] = str(plan.final)
     record["summary"] = summarize(table)
     return record
+
+
+def source_digest(source: str) -> str | None:
+    """sha256 of a data file, or over the files of a data folder (path and bytes); None if neither."""
+    path = Path(source)
+    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else []
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(path) if f != path else f.name).encode() + b"\0")
+        with open(f, "rb") as handle:
+            while block := handle.read(1 << 22):
+                h.update(block)
+    return h.hexdigest()
 
 
 def summarize(table: pd.DataFrame) -> str:
@@ -196,16 +336,30 @@ def summarize(table: pd.DataFrame) -> str:
 
 
 def run(config) -> dict:
-    """Run every dataset x task of the config; write tables, run.json and the analysis."""
+    """Run every dataset x task of the config; write tables, run.json and the analysis.
+
+    Order: settings, datasets and stored results are checked first (nothing loaded, nothing
+    written); then the output folder is locked, the model loaded and the items scored.
+    """
     check_config(config)
     tasks = parse_tasks(config.tasks)
     hosts = resolve_hosts(config)
     out = output_dir(config)
-    out.mkdir(parents=True, exist_ok=True)
+    plans = plan_datasets(config, tasks, out, hosts)
+    with OutputLock(out) if hosts.is_writer else contextlib.nullcontext():
+        return _run_locked(config, tasks, hosts, out, plans)
+
+
+def _run_locked(config, tasks, hosts, out: Path, plans: list[DatasetRun]) -> dict:
+    if config.recompute:
+        for plan in plans:
+            for store in plan.stores.values():
+                store.discard()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     loaded = load_model_for(config)
     timings["load_model"] = time.perf_counter() - t0
+    content = provenance.run_content(loaded)
 
     mesh = make_data_mesh(jax.local_devices())  # each host scores its own items on its own devices
     check_batch_size(config.engine.batch_size, mesh)
@@ -222,34 +376,31 @@ def run(config) -> dict:
         "python": platform.python_version(),
         "devices": [str(d) for d in jax.devices()], "mesh": dict(mesh.shape),
         "model": {"source": loaded.source, "n_params": int(loaded.n_params)},
+        "content": content.as_dict(),
         "nucleus_variant": config.engine.nucleus, "datasets": {}, "timings": timings,
     }
-    tables = []
-    for name in [d.strip() for d in config.data.datasets.split(",") if d.strip()]:
+    for plan in plans:
         t0 = time.perf_counter()
-        dataset = load_dataset(name, path=config.data.path or None, limit=config.data.limit or None,
-                               on_error=config.data.on_error, shuffle_options=config.data.shuffle_options,
-                               seed=config.data.seed)
-        print(dataset.summary())
-        entry = run_dataset(config, loaded, dataset, tasks, engines, out, hosts)
-        record["datasets"][dataset.name] = entry
+        print(plan.dataset.summary())
+        entry = run_dataset(config, loaded, plan, tasks, engines, content, out, hosts)
+        record["datasets"][plan.dataset.name] = entry
         if not hosts.is_writer:
             continue
-        tables.append(entry["table"])
-        print(f"{dataset.name} / {config.model.name}: {entry['summary']}")
+        print(f"{plan.dataset.name} / {config.model.name}: {entry['summary']}")
         if "mcqa" in engines:
             entry["compilations"] = {"mcqa": engines["mcqa"].n_compilations}
-        timings[f"dataset:{dataset.name}"] = time.perf_counter() - t0
+        timings[f"dataset:{plan.dataset.name}"] = time.perf_counter() - t0
     record["hosts"] = {"index": hosts.index, "count": hosts.count}
     if not hosts.is_writer:
         return record
     _write_json(out / "run.json", record)
 
-    if config.analysis.run and tables:
+    if config.analysis.run:
         t0 = time.perf_counter()
         from jaxunc.analyze import analyze_tables
 
-        analyze_tables(tables, out, bootstrap=config.analysis.bootstrap, seed=config.analysis.seed)
+        tables = sorted((out / "items").glob("*.parquet"))  # this run's and earlier runs' finished tables
+        analyze_tables(tables, out, config.analysis)
         timings["analysis"] = time.perf_counter() - t0
         _write_json(out / "run.json", record)
     return record

@@ -10,7 +10,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from jaxunc.engine.batching import Batch, make_batches
-from jaxunc.engine.store import ChunkStore
+from jaxunc.engine.store import CONTENT_KEY, ITEM_KEY, ChunkStore
 
 # batch_fn(batch, global_rows) -> {name: array with one leading entry per real row of the batch}
 BatchFn = Callable[[Batch, np.ndarray], dict[str, np.ndarray]]
@@ -25,6 +25,8 @@ def process_items(
     batch_fn: BatchFn,
     rows_fn: RowsFn,
     *,
+    item_keys: list[str],
+    content_key: str,
     batch_size: int,
     buckets: tuple[int, ...],
     pad_id: int,
@@ -33,15 +35,18 @@ def process_items(
     process_index: int = 0,
     process_count: int = 1,
 ) -> dict:
-    """Compute the items not yet in `store`, writing one atomic chunk every `chunk_size` items.
+    """Compute the items without a valid row in `store`, writing one atomic chunk every `chunk_size` items.
 
+    A stored row is valid when its content key and item key equal `content_key` and `item_keys[i]`
+    (see engine.provenance); the returned record counts what was reused and why the rest was computed.
     With several processes (hosts) sharing one output folder, item i belongs to process
     (i // chunk_size) % process_count; each computes only its own items.
     """
-    done = store.load_done()
-    done_ids = set(done["item_id"]) if len(done) else set()
+    ids = list(items["item_id"])
     own = [i for i in range(len(items)) if (i // chunk_size) % process_count == process_index]
-    todo = [i for i in own if items["item_id"].iat[i] not in done_ids]
+    reused, reasons = store.reusable([ids[i] for i in own], [item_keys[i] for i in own], content_key)
+    done_ids = set(reused["item_id"])
+    todo = [i for i in own if ids[i] not in done_ids]
     start = time.perf_counter()
     with tqdm(total=len(own), initial=len(own) - len(todo), desc=desc, unit="item") as bar:
         for c0 in range(0, len(todo), chunk_size):
@@ -55,27 +60,30 @@ def process_items(
                 bar.update(batch.n_real)
             names = list(outputs[0])
             ordered = {n: np.stack([outputs[k][n] for k in range(len(rows_idx))]) for n in names}
-            store.write_chunk(rows_fn(items.iloc[rows_idx], ordered))
+            rows = rows_fn(items.iloc[rows_idx], ordered)
+            rows[CONTENT_KEY] = content_key
+            rows[ITEM_KEY] = [item_keys[i] for i in rows_idx]
+            store.write_chunk(rows)
     seconds = time.perf_counter() - start
-    return {"n_computed": len(todo), "n_reused": len(own) - len(todo), "seconds": seconds,
-            "items_per_second": len(todo) / seconds if todo else None}
+    return {"n_computed": len(todo), "n_reused": len(own) - len(todo), "computed_because": dict(reasons),
+            "seconds": seconds, "items_per_second": len(todo) / seconds if todo else None}
 
 
-def wait_for_all(store: ChunkStore, item_ids: list[str], *, timeout: float, poll: float = 2.0) -> None:
-    """Block until every item has a row in `store` (written by any process).
+def wait_for_all(store: ChunkStore, item_ids: list[str], item_keys: list[str], content_key: str, *,
+                 timeout: float, poll: float = 2.0) -> None:
+    """Block until every item has a valid row in `store` (written by any process).
 
     Raises when no new row arrives for `timeout` seconds (a process died: rerun to resume).
     """
-    wanted, last_count, last_change = set(item_ids), -1, time.monotonic()
+    last_count, last_change = -1, time.monotonic()
     while True:
-        done = store.load_done()
-        count = len(wanted & set(done["item_id"])) if len(done) else 0
-        if count == len(wanted):
+        count = len(store.reusable(item_ids, item_keys, content_key)[0])
+        if count == len(item_ids):
             return
         if count != last_count:
             last_count, last_change = count, time.monotonic()
         elif time.monotonic() - last_change > timeout:
             raise TimeoutError(
-                f"{store.partial_dir}: {len(wanted) - count} items still missing after {timeout:.0f} s "
+                f"{store.partial_dir}: {len(item_ids) - count} items still missing after {timeout:.0f} s "
                 f"without progress; another process may have died. Run again to resume.")
         time.sleep(poll)
