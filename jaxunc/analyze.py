@@ -75,7 +75,7 @@ def _blas_threads(n: int | None):
 def _analyze(tables, out: Path, cfg: AnalysisConfig) -> dict[str, pd.DataFrame]:
     (out / "analysis").mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
-    frames = _usable(_load(tables, problems), problems)
+    frames = [X.with_pair_key(df) for df in _usable(_load(tables, problems), problems)]
     if cfg.drop_ungraded:
         frames = [df[df["fr_correct?"].astype(str).str.strip() != "?"].reset_index(drop=True)
                   if "fr_correct?" in df else df for df in frames]
@@ -109,7 +109,7 @@ def _analyze(tables, out: Path, cfg: AnalysisConfig) -> dict[str, pd.DataFrame]:
         log.info("%s: %d tables in %.1f s", name, len(frames), timings[-1][1])
     results["alignment"] = A.add_qvalues(_concat([results["alignment"]], A.COLUMNS), cfg.correction)[A.COLUMNS]
     try:
-        results["compare"] = X.compare_models(results["alignment"], results["calibration"])
+        results["compare"] = X.compare_models(results["alignment"], results["calibration"], _pairs(frames))
     except Exception as e:
         problems.append(f"compare failed: {type(e).__name__}: {e}")
     for name, df in results.items():
@@ -117,7 +117,7 @@ def _analyze(tables, out: Path, cfg: AnalysisConfig) -> dict[str, pd.DataFrame]:
     figures: list[Path] = []
     if cfg.figures:
         t0 = time.perf_counter()
-        figures = _figures(results, out / "figures", cfg, problems)
+        figures = _figures(results, out / "figures", cfg, problems, _pairs(frames))
         timings.append(("figures", time.perf_counter() - t0))
     results["timings"] = pd.DataFrame(timings, columns=["stage", "seconds"])
     from jaxunc.report.markdown import write_report
@@ -140,6 +140,11 @@ def _load(tables, problems: list[str]) -> list[pd.DataFrame]:
     return out
 
 
+def _pairs(frames: list[pd.DataFrame]) -> dict[str, str]:
+    """model name -> base/instruct pair key (the tables' `model_pair` column, filled by with_pair_key)."""
+    return {str(df["model"].iloc[0]): X.table_pair_key(df) for df in frames if len(df)}
+
+
 def _where(df: pd.DataFrame) -> str:
     return f"{df['dataset'].iloc[0] if len(df) else '?'}/{df['model'].iloc[0] if len(df) else '?'}"
 
@@ -156,7 +161,8 @@ def _temperature(frames, cfg):
     return temperature_table(frames, cfg)
 
 
-def _figures(results, fig_dir: Path, cfg: AnalysisConfig, problems: list[str]) -> list[Path]:
+def _figures(results, fig_dir: Path, cfg: AnalysisConfig, problems: list[str],
+             pairs: dict[str, str] | None = None) -> list[Path]:
     from jaxunc.report import figures as F
     fig_dir.mkdir(parents=True, exist_ok=True)
     empty = pd.DataFrame()
@@ -164,7 +170,7 @@ def _figures(results, fig_dir: Path, cfg: AnalysisConfig, problems: list[str]) -
             ("ECE heatmap", lambda: F.ece_heatmaps(results.get("calibration", empty), fig_dir)),
             ("accuracy/agreement", lambda: F.accuracy_agreement_chart(results.get("calibration", empty),
                                                                       results.get("preference", empty), fig_dir)),
-            ("base vs instruct", lambda: F.base_vs_instruct_chart(results.get("alignment", empty), fig_dir))]
+            ("base vs instruct", lambda: F.base_vs_instruct_chart(results.get("alignment", empty), fig_dir, pairs))]
     if cfg.reliability_figures:
         jobs.append(("reliability", lambda: F.reliability_diagrams(results.get("reliability", empty), fig_dir, cfg.reliability_all)))
     paths: list[Path] = []

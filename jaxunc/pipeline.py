@@ -176,6 +176,7 @@ def run_dataset(config, loaded, dataset, tasks: list[str], engines: dict, out: P
         return record
     table["model"], table["model_type"], table["model_size"] = (
         config.model.name, config.model.type, float(config.model.size))
+    table[columns.PAIR_COLUMN] = config.model.get("pair") or columns.pair_key_from_name(config.model.name)
     table = table[columns.ordered(list(table.columns))]
     final = out / "items" / f"{stem}.parquet"
     write_parquet_atomic(table, final)

@@ -117,11 +117,15 @@ def accuracy_agreement_chart(cal: pd.DataFrame, pref: pd.DataFrame, out: Path) -
     return paths
 
 
-def base_vs_instruct_chart(al: pd.DataFrame, out: Path) -> list[Path]:
-    """Oriented Spearman of base vs instruct models, one line per matched pair, per dataset x target."""
-    from jaxunc.stats.compare import family_key
+def base_vs_instruct_chart(al: pd.DataFrame, out: Path, pairs: dict[str, str] | None = None) -> list[Path]:
+    """Oriented Spearman of base vs instruct models, one line per matched pair, per dataset x target.
+
+    pairs: model -> pair key (models missing from it: the key derived from the name)."""
+    from jaxunc.columns import pair_key_from_name
+    pairs = pairs or {}
     paths = []
-    sub = al[al["method"] == "spearman"].assign(key=lambda d: d["model"].map(family_key))
+    sub = al[al["method"] == "spearman"].assign(
+        key=lambda d: d["model"].map(lambda m: pairs.get(m) or pair_key_from_name(m)))
     for (ds, t), g in sub.groupby(["dataset", "target"]):
         if g["model_type"].nunique() < 2:
             continue
