@@ -3,8 +3,9 @@
     python -m jaxunc.analyze --results=<dir or parquet files, comma-separated> [--output_dir=DIR]
         [--bootstrap=1000] [--seed=0] [--reproduce_2025=False] [--correction=bh] ...
 
-Writes <output_dir>/analysis/{alignment,calibration,reliability,preference,compare,combination,
-temperature}.csv, <output_dir>/report.md and <output_dir>/figures/*.png.
+Writes <output_dir>/analysis/{alignment,calibration,reliability,preference,distribution,
+distribution_items,compare,combination,temperature}.csv, <output_dir>/report.md and
+<output_dir>/figures/*.png.
 Default output_dir: the --results directory when it is a jaxunc run directory (holds run.json);
 otherwise --output_dir is required. Tables of several datasets are analysed per dataset.
 """
@@ -23,6 +24,7 @@ import pandas as pd
 from jaxunc.stats import alignment as A
 from jaxunc.stats import calibration as K
 from jaxunc.stats import compare as X
+from jaxunc.stats import distribution as DI
 from jaxunc.stats import preference as P
 from jaxunc.stats import tables as T
 from jaxunc.stats.config import AnalysisConfig
@@ -87,6 +89,7 @@ def _analyze(tables, out: Path, cfg: AnalysisConfig) -> dict[str, pd.DataFrame]:
         "alignment": lambda df: A.alignment_table(df, cfg),
         "calibration": lambda df: K.calibration_table(df, cfg),
         "preference": lambda df: pd.DataFrame([P.preference_table(df)], columns=P.COLUMNS),
+        "distribution": lambda df: DI.distribution_table(df, cfg),
         "combination": lambda df: X.combination([df], cfg),
         "temperature": lambda df: _temperature([df], cfg),
     }
@@ -103,6 +106,9 @@ def _analyze(tables, out: Path, cfg: AnalysisConfig) -> dict[str, pd.DataFrame]:
         if name == "calibration":
             results["calibration"] = _concat([p[0] for p in parts], K.CAL_COLUMNS)
             results["reliability"] = _concat([p[1] for p in parts], None)
+        elif name == "distribution":
+            results["distribution"] = _concat([p[0] for p in parts], DI.COLUMNS)
+            results["distribution_items"] = _concat([p[1] for p in parts], DI.ITEM_COLUMNS)
         else:
             results[name] = _concat(parts, None)
         timings.append((name, time.perf_counter() - t0))
@@ -170,7 +176,9 @@ def _figures(results, fig_dir: Path, cfg: AnalysisConfig, problems: list[str],
             ("ECE heatmap", lambda: F.ece_heatmaps(results.get("calibration", empty), fig_dir)),
             ("accuracy/agreement", lambda: F.accuracy_agreement_chart(results.get("calibration", empty),
                                                                       results.get("preference", empty), fig_dir)),
-            ("base vs instruct", lambda: F.base_vs_instruct_chart(results.get("alignment", empty), fig_dir, pairs))]
+            ("base vs instruct", lambda: F.base_vs_instruct_chart(results.get("alignment", empty), fig_dir, pairs)),
+            ("distribution", lambda: F.distribution_charts(results.get("distribution", empty),
+                                                           results.get("distribution_items", empty), fig_dir))]
     if cfg.reliability_figures:
         jobs.append(("reliability", lambda: F.reliability_diagrams(results.get("reliability", empty), fig_dir, cfg.reliability_all)))
     paths: list[Path] = []
