@@ -37,7 +37,8 @@ to the null: p = (1 + #{b : |D*_b - D| >= |D|}) / (B + 1).
 
 Bad items are dropped per target with a count and a reason (`n_dropped`, `dropped`): missing or
 NaN `mc_choice-pdf`, n = 1, no shares for the target, shares whose length differs from the options,
-shares all zero, NaN or negative. A table without `mc_choice-pdf` gives one row saying so.
+shares all zero, NaN or negative. A table without `mc_choice-pdf`, and a target column without
+any shares, give one row saying so (n = 0, `note`).
 """
 
 from __future__ import annotations
@@ -358,7 +359,8 @@ def distribution_table(df: pd.DataFrame, cfg: AnalysisConfig | None = None) -> t
                 model_type=df["model_type"].iloc[0] if "model_type" in df else None,
                 model_size=df["model_size"].iloc[0] if "model_size" in df else np.nan,
                 **{C.PAIR_COLUMN: df[C.PAIR_COLUMN].iloc[0] if C.PAIR_COLUMN in df else None})
-    targets = [t for t in target_columns(df) if df[t].map(lambda v: _vector(v) is not None).any()]
+    has = {t: df[t].map(lambda v: _vector(v) is not None).any() for t in target_columns(df)}
+    targets = [t for t, h in has.items() if h]
     if not targets:  # no human shares: nothing to compare (e.g. MMLU)
         return pd.DataFrame(columns=COLUMNS), pd.DataFrame(columns=ITEM_COLUMNS)
     if "mc_choice-pdf" not in df.columns:
@@ -367,7 +369,9 @@ def distribution_table(df: pd.DataFrame, cfg: AnalysisConfig | None = None) -> t
         return pd.DataFrame(rows, columns=COLUMNS), pd.DataFrame(columns=ITEM_COLUMNS)
     q, mask, n, model_reasons = _model_side(df)
     ci_method = f"bootstrap_{bs.CI_METHOD}_B={cfg.bootstrap}" if cfg.bootstrap > 0 else "none"
-    rows, items = [], pd.DataFrame(columns=ITEM_COLUMNS)
+    rows = [dict(meta, target=t, n=0, n_dropped=len(df), note="no item has shares for this target")
+            for t, h in has.items() if not h]
+    items = pd.DataFrame(columns=ITEM_COLUMNS)
     for t in targets:
         res = item_metrics(df, t, q, mask, n, model_reasons)
         ok, vals = res["ok"], res["values"]
