@@ -7,8 +7,10 @@ Fields (override any with --config.<field>=value):
   model.checkpoint    local HF checkpoint dir or .gguf file ('' = the embedded SmolLM2 GGUF)
   model.dtype         float32 | bfloat16
   model.system_message  chat system turn (unset: the study's instruction per task; '': none)
-  data.datasets       comma-separated: coane, protoqa, mmlu, or a path to a generic file
-  data.path           folder/file for mmlu; data.limit (0 = all); data.on_error (raise|skip)
+  data.datasets       comma-separated: coane, protoqa, mmlu, opinionqa, globalopinionqa, or a path
+                      to a generic file
+  data.path           local folder/file for mmlu, opinionqa, globalopinionqa (not shipped;
+                      docs/datasets.md); data.limit (0 = all); data.on_error (raise|skip)
   data.shuffle_options  unset: the dataset's default; data.seed seeds the option permutation
   tasks               comma-separated: mcqa, fr
   output_dir          '' = results/<config name>
