@@ -336,8 +336,9 @@ def _summaries(vals: dict[str, np.ndarray], idx: np.ndarray, cfg: AnalysisConfig
     lo = hi = pval = np.full(V.shape[1], np.nan)
     if cfg.bootstrap > 0 and len(idx) >= 2:
         c = bs.count_matrix(len(idx), cfg.bootstrap, rng)
+        sums = c @ np.hstack([V0, W.astype(float)])  # one product for the sums and the counts
         with np.errstate(invalid="ignore", divide="ignore"):
-            boot = (c @ V0) / (c @ W.astype(float))  # [B, columns]
+            boot = sums[:, : V.shape[1]] / sums[:, V.shape[1]:]  # [B, columns]: resampled means
         lo, hi = bs.percentile_ci(boot, cfg.ci_level)
         dev = np.abs(boot - mean[None, :]) >= np.abs(mean)[None, :] - 1e-15
         pval = (1.0 + np.nansum(dev & np.isfinite(boot), axis=0)) / (np.isfinite(boot).sum(axis=0) + 1.0)
