@@ -180,6 +180,9 @@ def test_bad_items_are_dropped_with_reasons_never_a_crash():
     no_pdf = D.distribution_table(df.drop(columns=["mc_choice-pdf"]))[0]
     assert len(no_pdf) == 1 and "no 'mc_choice-pdf'" in no_pdf["note"].iloc[0]
     assert D.distribution_table(df.drop(columns=["Answer_Ratios"]))[0].empty  # no human shares at all
+    all_bad = df.assign(**{"mc_choice-pdf": [[-1.0]] * len(df)})  # every item has n = 1
+    rows = D.distribution_table(all_bad)[0]
+    assert len(rows) == 1 and rows["n"].iloc[0] == 0 and "20 x n = 1" in rows["dropped"].iloc[0]
 
 
 def test_dataset_mean_alone_in_its_group_is_reported():

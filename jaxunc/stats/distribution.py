@@ -377,6 +377,9 @@ def distribution_table(df: pd.DataFrame, cfg: AnalysisConfig | None = None) -> t
         res = item_metrics(df, t, q, mask, n, model_reasons)
         ok, vals = res["ok"], res["values"]
         dropped = _dropped_text(res["reasons"])
+        if not ok.any():
+            rows.append(dict(meta, target=t, n=0, n_dropped=len(df), dropped=dropped, note="no usable item"))
+            continue
         strata = [("all", np.flatnonzero(ok))]
         nk = np.unique(n[ok])
         if len(nk) > 1:
