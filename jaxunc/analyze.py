@@ -3,8 +3,9 @@
     python -m jaxunc.analyze --results=<dir or parquet files, comma-separated> [--output_dir=DIR]
         [--bootstrap=1000] [--seed=0] [--reproduce_2025=False] [--correction=bh] ...
 
-Writes <output_dir>/analysis/{alignment,calibration,reliability,preference,compare,combination,
-temperature}.csv, <output_dir>/report.md and <output_dir>/figures/*.png.
+Writes <output_dir>/analysis/{alignment,calibration,reliability,preference,distribution,
+distribution_items,compare,combination,temperature}.csv, <output_dir>/report.md and
+<output_dir>/figures/*.png.
 Default output_dir: the --results directory when it is a jaxunc run directory (holds run.json);
 otherwise --output_dir is required. Tables of several datasets are analysed per dataset.
 """
@@ -25,6 +26,7 @@ from jaxunc.cli import UsageError
 from jaxunc.stats import alignment as A
 from jaxunc.stats import calibration as K
 from jaxunc.stats import compare as X
+from jaxunc.stats import distribution as DI
 from jaxunc.stats import preference as P
 from jaxunc.stats import tables as T
 from jaxunc.stats.config import AnalysisConfig
@@ -76,7 +78,7 @@ def _blas_threads(n: int | None):
 
 def _analyze(tables, out: Path, cfg: AnalysisConfig) -> dict[str, pd.DataFrame]:
     problems: list[str] = []
-    frames = _usable(_load(tables, problems), problems)
+    frames = [X.with_pair_key(df) for df in _usable(_load(tables, problems), problems)]
     if not frames:
         raise ValueError(f"no readable per-item table to analyse ({'; '.join(problems) or 'none given'})")
     (out / "analysis").mkdir(parents=True, exist_ok=True)
@@ -91,6 +93,7 @@ def _analyze(tables, out: Path, cfg: AnalysisConfig) -> dict[str, pd.DataFrame]:
         "alignment": lambda df: A.alignment_table(df, cfg),
         "calibration": lambda df: K.calibration_table(df, cfg),
         "preference": lambda df: pd.DataFrame([P.preference_table(df)], columns=P.COLUMNS),
+        "distribution": lambda df: DI.distribution_table(df, cfg),
         "combination": lambda df: X.combination([df], cfg),
         "temperature": lambda df: _temperature([df], cfg),
     }
@@ -107,13 +110,16 @@ def _analyze(tables, out: Path, cfg: AnalysisConfig) -> dict[str, pd.DataFrame]:
         if name == "calibration":
             results["calibration"] = _concat([p[0] for p in parts], K.CAL_COLUMNS)
             results["reliability"] = _concat([p[1] for p in parts], None)
+        elif name == "distribution":
+            results["distribution"] = _concat([p[0] for p in parts], DI.COLUMNS)
+            results["distribution_items"] = _concat([p[1] for p in parts], DI.ITEM_COLUMNS)
         else:
             results[name] = _concat(parts, None)
         timings.append((name, time.perf_counter() - t0))
         log.info("%s: %d tables in %.1f s", name, len(frames), timings[-1][1])
     results["alignment"] = A.add_qvalues(_concat([results["alignment"]], A.COLUMNS), cfg.correction)[A.COLUMNS]
     try:
-        results["compare"] = X.compare_models(results["alignment"], results["calibration"])
+        results["compare"] = X.compare_models(results["alignment"], results["calibration"], _pairs(frames))
     except Exception as e:
         problems.append(f"compare failed: {type(e).__name__}: {e}")
     for name, df in results.items():
@@ -121,7 +127,7 @@ def _analyze(tables, out: Path, cfg: AnalysisConfig) -> dict[str, pd.DataFrame]:
     figures: list[Path] = []
     if cfg.figures:
         t0 = time.perf_counter()
-        figures = _figures(results, out / "figures", cfg, problems)
+        figures = _figures(results, out / "figures", cfg, problems, _pairs(frames))
         timings.append(("figures", time.perf_counter() - t0))
     results["timings"] = pd.DataFrame(timings, columns=["stage", "seconds"])
     from jaxunc.report.markdown import write_report
@@ -144,6 +150,11 @@ def _load(tables, problems: list[str]) -> list[pd.DataFrame]:
     return out
 
 
+def _pairs(frames: list[pd.DataFrame]) -> dict[str, str]:
+    """model name -> base/instruct pair key (the tables' `model_pair` column, filled by with_pair_key)."""
+    return {str(df["model"].iloc[0]): X.table_pair_key(df) for df in frames if len(df)}
+
+
 def _where(df: pd.DataFrame) -> str:
     return f"{df['dataset'].iloc[0] if len(df) else '?'}/{df['model'].iloc[0] if len(df) else '?'}"
 
@@ -160,7 +171,8 @@ def _temperature(frames, cfg):
     return temperature_table(frames, cfg)
 
 
-def _figures(results, fig_dir: Path, cfg: AnalysisConfig, problems: list[str]) -> list[Path]:
+def _figures(results, fig_dir: Path, cfg: AnalysisConfig, problems: list[str],
+             pairs: dict[str, str] | None = None) -> list[Path]:
     from jaxunc.report import figures as F
     fig_dir.mkdir(parents=True, exist_ok=True)
     empty = pd.DataFrame()
@@ -168,7 +180,9 @@ def _figures(results, fig_dir: Path, cfg: AnalysisConfig, problems: list[str]) -
             ("ECE heatmap", lambda: F.ece_heatmaps(results.get("calibration", empty), fig_dir)),
             ("accuracy/agreement", lambda: F.accuracy_agreement_chart(results.get("calibration", empty),
                                                                       results.get("preference", empty), fig_dir)),
-            ("base vs instruct", lambda: F.base_vs_instruct_chart(results.get("alignment", empty), fig_dir))]
+            ("base vs instruct", lambda: F.base_vs_instruct_chart(results.get("alignment", empty), fig_dir, pairs)),
+            ("distribution", lambda: F.distribution_charts(results.get("distribution", empty),
+                                                           results.get("distribution_items", empty), fig_dir))]
     if cfg.reliability_figures:
         jobs.append(("reliability", lambda: F.reliability_diagrams(results.get("reliability", empty), fig_dir, cfg.reliability_all)))
     paths: list[Path] = []

@@ -6,6 +6,8 @@ names from here, so a name is spelled once.
 
 from __future__ import annotations
 
+import re
+
 TOP_K: tuple[int, ...] = (5, 10, 25, 50, 100)
 TOP_P: tuple[float, ...] = (0.95, 0.9, 0.75, 0.5)
 
@@ -106,11 +108,32 @@ def measure_order(top_k=TOP_K, top_p=TOP_P) -> list[str]:
     )
 
 
+# The base/instruct pair key of a model: family + size, the same for both members of a pair
+# (configs/*.py set it from the family and size key, e.g. 'falcon3-1b'); compare.csv pairs on it.
+PAIR_COLUMN = "model_pair"
+MODEL_COLUMNS: tuple[str, ...] = ("model", "model_type", "model_size", PAIR_COLUMN)
+# Name tokens that mark the variant or the file format rather than the model: dropped anywhere in
+# the name ('Llama-2-7b-chat-hf', 'Mistral-7B-Instruct-v0.3'); version tokens such as v0.3 are kept.
+_VARIANT_TOKENS = frozenset({"ins", "instruct", "chat", "it", "hf", "base", "sft"})
+
+
+def pair_key_from_name(model: str) -> str:
+    """Pair key derived from a model name, for tables without a `model_pair` column.
+
+    Lower-cased tokens split at '-', '_' or spaces, variant tokens (ins, instruct, chat, it, hf,
+    base, sft) removed, joined with '-': 'Falcon3_1B_Ins' -> 'falcon3-1b',
+    'Llama-2-7b-chat-hf' -> 'llama-2-7b', 'Mistral-7B-Instruct-v0.3' -> 'mistral-7b-v0.3'.
+    """
+    tokens = [t for t in re.split(r"[-_\s]+", str(model).strip().lower()) if t]
+    kept = [t for t in tokens if t not in _VARIANT_TOKENS]
+    return "-".join(kept or tokens)
+
+
 def ordered(table_columns: list[str]) -> list[str]:
     """`table_columns` with the measure columns moved into canonical order after the others."""
     canonical = [c for c in measure_order() if c in table_columns]
     known = set(canonical)
     rest = [c for c in table_columns if c not in known]
-    model_cols = [c for c in ("model", "model_type", "model_size") if c in rest]
+    model_cols = [c for c in MODEL_COLUMNS if c in rest]
     rest = [c for c in rest if c not in model_cols]
     return rest + canonical + model_cols

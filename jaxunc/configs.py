@@ -2,11 +2,15 @@
 
 Fields (override any with --config.<field>=value):
   model.name / family / type (base|ins) / size (billions) / prompt_format (icl2|chat|zero_shot_2025)
+  model.pair          base/instruct pair key, family + size (e.g. 'falcon3-1b'), written to the
+                      per-item tables' `model_pair` column; compare.csv pairs models on it
   model.checkpoint    local HF checkpoint dir or .gguf file ('' = the embedded SmolLM2 GGUF)
   model.dtype         float32 | bfloat16
   model.system_message  chat system turn (unset: the study's instruction per task; '': none)
-  data.datasets       comma-separated: coane, protoqa, mmlu, or a path to a generic file
-  data.path           folder/file for mmlu; data.limit (0 = all); data.on_error (raise|skip)
+  data.datasets       comma-separated: coane, protoqa, mmlu, opinionqa, globalopinionqa, or a path
+                      to a generic file
+  data.path           local folder/file for mmlu, opinionqa, globalopinionqa (not shipped;
+                      docs/datasets.md); data.limit (0 = all); data.on_error (raise|skip)
   data.max_field_chars  longest question/option accepted (characters), checked before tokenization
   data.shuffle_options  unset: the dataset's default; data.seed seeds the option permutation
   tasks               comma-separated: mcqa, fr
@@ -22,6 +26,9 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxunc.columns import pair_key_from_name
+
+
 def base_config(
     name: str,
     *,
@@ -31,11 +38,15 @@ def base_config(
     size: float,
     prompt_format: str,
     checkpoint: str = "",
+    pair: str = "",
 ) -> ml_collections.ConfigDict:
+    """The default config for one model. `pair`: the base/instruct pair key (family + size, equal for
+    both members of a pair); '' derives it from the model name (columns.pair_key_from_name)."""
     config = ml_collections.ConfigDict()
     config.name = name
     config.model = ml_collections.ConfigDict(dict(
         name=model_name, family=family, type=model_type, size=float(size),
+        pair=pair or pair_key_from_name(model_name),
         prompt_format=prompt_format, checkpoint=checkpoint, dtype="float32",
         # None: the study's instruction for each task; "" : no system turn.
         system_message=ml_collections.config_dict.placeholder(str), cache_dir="",
@@ -75,7 +86,8 @@ def family_config(
     `sizes` maps a size key to (base model name, instruct model name or None, billions of
     parameters). Base models get the
     `icl2` completion prompt, instruct models the tokenizer's chat template. The checkpoint
-    directory is given with --config.model.checkpoint=DIR.
+    directory is given with --config.model.checkpoint=DIR. Both variants of a size get the pair
+    key `<family>-<size key>` (e.g. 'falcon3-1b'), whatever their model names.
     """
     key, _, kind = (arg or default).partition("-")
     if key not in sizes:
@@ -90,6 +102,7 @@ def family_config(
         f"{family}-{key}{'-ins' if instruct else ''}",
         model_name=instruct_name if instruct else base_name, family=family,
         model_type="ins" if instruct else "base", size=size, prompt_format="chat" if instruct else "icl2",
+        pair=f"{family}-{key}",
     )
 
 

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from jaxunc import columns, labels, measures, prompts
 from jaxunc.cli import UsageError
-from jaxunc.data import DATASETS, LoadedDataset, generic, load_dataset
+from jaxunc.data import DATASETS, SHIPPED, LoadedDataset, generic, load_dataset
 from jaxunc.engine import freeresponse, mcqa, provenance
 from jaxunc.engine.batching import parse_buckets
 from jaxunc.engine.chunked import process_items, wait_for_all
@@ -80,7 +80,7 @@ def dataset_specs(config) -> list[str]:
         if spec not in DATASETS and not generic.is_generic_path(spec):
             raise UsageError(f"config.data.datasets: unknown dataset {spec!r}; expected one of {DATASETS} "
                              f"or a path to a {'/'.join(generic.SUFFIXES)} file")
-        if spec in ("mmlu", "generic") and not config.data.path:
+        if spec in DATASETS and spec not in SHIPPED and not config.data.path:
             raise UsageError(f"config.data.datasets={spec!r} needs config.data.path (a local copy)")
         if generic.is_generic_path(spec) and not Path(spec).is_file():
             raise UsageError(f"config.data.datasets: data file {spec} does not exist")
@@ -300,6 +300,7 @@ def run_dataset(config, loaded, plan: DatasetRun, tasks: list[str], engines: dic
         return record
     table["model"], table["model_type"], table["model_size"] = (
         config.model.name, config.model.type, float(config.model.size))
+    table[columns.PAIR_COLUMN] = config.model.get("pair") or columns.pair_key_from_name(config.model.name)
     table = table[columns.ordered(list(table.columns))]
     write_parquet_atomic(table, plan.final, {
         "tasks": tasks, "settings": {t: s.settings for t, s in plan.stores.items()},

@@ -45,7 +45,8 @@ def test_analyze_tables_mixed_datasets_and_bad_input(tmp_path):
     table("D_1B", "base", seed=6).drop(columns=["Answers"]).to_parquet(res_dir / "toy__D_1B.parquet")
     (res_dir / "toy__broken.parquet").write_text("not parquet")
     out = analyze_tables(str(res_dir), tmp_path / "out", CFG)
-    for name in ("alignment", "calibration", "preference", "compare", "combination", "temperature", "reliability"):
+    for name in ("alignment", "calibration", "preference", "compare", "combination", "temperature", "reliability",
+                 "distribution", "distribution_items"):
         assert (tmp_path / "out" / "analysis" / f"{name}.csv").exists(), name
     al = out["alignment"]
     assert set(al["dataset"]) == {"toy", "other"}
@@ -64,8 +65,15 @@ def test_analyze_tables_mixed_datasets_and_bad_input(tmp_path):
     figs = {p.name for p in (tmp_path / "out" / "figures").iterdir()}
     assert "alignment_toy_human-ent.png" in figs and "ece_toy.png" in figs and "reliability_toy_A_1B.png" in figs
     assert "accuracy_agreement_toy.png" in figs and "base_vs_instruct_toy_human-ent.png" in figs
+    assert {"distribution_toy.png", "distribution_entropy_toy.png", "distribution_other.png"} <= figs
+    dist = out["distribution"]
+    assert set(dist["dataset"]) == {"toy", "other"}  # C_1B (no shares) gives no rows, D_1B (no Answers) does
+    assert set(dist.loc[dist["dataset"] == "other", "n_options"]) == {"all", "2", "3", "4", "5"}
+    assert set(dist.loc[dist["dataset"] == "toy", "n_options"]) == {"all"}
+    assert dist["ci_method"].str.contains("B=20").all() and dist[dist["predictor"] != "model"]["p_value"].notna().all()
     report = (tmp_path / "out" / "report.md").read_text()
     assert "no human-signal column" in report and "Partial Spearman" in report
+    assert "Distributional alignment" in report and "depends on n" in report
 
 
 def test_stage_failure_keeps_other_tables(tmp_path):

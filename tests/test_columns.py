@@ -31,3 +31,4 @@ def test_ordered_puts_measures_in_canonical_order_and_model_last():
     cols = ["model", "mc_choice-ent", "item_id", "mc_total-ent", "cloze_pred", "model_size", "Question"]
     assert columns.ordered(cols) == ["item_id", "Question", "mc_total-ent", "mc_choice-ent", "cloze_pred",
                                      "model", "model_size"]
+    assert columns.ordered(["model_pair", "model", "Question"]) == ["Question", "model", "model_pair"]

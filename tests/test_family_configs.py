@@ -53,6 +53,7 @@ def test_family_config_runs_main_job(family, tokenizer, tmp_path):
     table = pd.read_parquet(record["datasets"]["coane"]["table"])
     assert len(table) == 3 and set(table["model"]) == {config.model.name}
     assert set(table["model_type"]) == {"ins" if arg.endswith("-ins") else "base"}
+    assert set(table[columns.PAIR_COLUMN]) == {f"{family}-{arg.split('-')[0]}"}  # base and instruct share it
     for col in columns.mc_columns():
         assert table[col].notna().all() and all(math.isfinite(v) for v in table[col]), col
     assert table["cloze_pred"].isin(list("ABCD")).all()

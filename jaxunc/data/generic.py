@@ -9,7 +9,9 @@ Recognised columns (any other column is kept unchanged, e.g. extra human signals
 - human data (optional): counts `human_counts` / `counts`, or shares `human_shares` / `shares` /
   `Answer_Ratios` (a list per row, in option order; renormalised to sum 1);
 - `item_id` (optional, unique); `Correct_Answer_Text` (optional, checked against the correct
-  option).
+  option);
+- `ordinal` (optional flag per row: true/false, 1/0, yes/no; empty = false): the options are an
+  ordered scale in the order given, which enables the ordinal representativeness metric.
 Columns the item table computes (`human-ent`, `n_options`, ...) are recomputed, not read.
 """
 
@@ -36,6 +38,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "shares": ("human_shares", "shares", "Answer_Ratios"),
     "item_id": ("item_id",),
     "correct_text": ("Correct_Answer_Text",),
+    "ordinal": ("ordinal",),
 }
 OPTION_COLUMN = re.compile(r"^option_([A-Za-z])$")
 LIST_FIELDS = ("options", "counts", "shares")
@@ -194,8 +197,31 @@ def read_generic(
         except ValueError as err:
             raw.error = str(err)
         raw.extra = {c: record[c] for c in kept}
+        if "ordinal" in roles:
+            try:
+                raw.extra["ordinal"] = parse_flag(record[roles["ordinal"]])
+            except ValueError as err:
+                raw.error = raw.error or str(err)
+                raw.extra["ordinal"] = False
         raws.append(raw)
     return raws, str(source), len(frame)
+
+
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f", ""}
+
+
+def parse_flag(value: Any) -> bool:
+    """A per-row flag: bool, 0/1, or text true/false/yes/no (any case); missing -> False."""
+    if _scalar_missing(value):
+        return False
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"ordinal flag {value!r} is not true/false")
 
 
 def _scalar_missing(value: Any) -> bool:

@@ -117,11 +117,15 @@ def accuracy_agreement_chart(cal: pd.DataFrame, pref: pd.DataFrame, out: Path) -
     return paths
 
 
-def base_vs_instruct_chart(al: pd.DataFrame, out: Path) -> list[Path]:
-    """Oriented Spearman of base vs instruct models, one line per matched pair, per dataset x target."""
-    from jaxunc.stats.compare import family_key
+def base_vs_instruct_chart(al: pd.DataFrame, out: Path, pairs: dict[str, str] | None = None) -> list[Path]:
+    """Oriented Spearman of base vs instruct models, one line per matched pair, per dataset x target.
+
+    pairs: model -> pair key (models missing from it: the key derived from the name)."""
+    from jaxunc.columns import pair_key_from_name
+    pairs = pairs or {}
     paths = []
-    sub = al[al["method"] == "spearman"].assign(key=lambda d: d["model"].map(family_key))
+    sub = al[al["method"] == "spearman"].assign(
+        key=lambda d: d["model"].map(lambda m: pairs.get(m) or pair_key_from_name(m)))
     for (ds, t), g in sub.groupby(["dataset", "target"]):
         if g["model_type"].nunique() < 2:
             continue
@@ -146,4 +150,69 @@ def base_vs_instruct_chart(al: pd.DataFrame, out: Path) -> list[Path]:
         ax.set_xticks(range(len(measures)), measures, rotation=90, fontsize=7)
         ax.set_title(f"{ds}: oriented Spearman with {t}, base (blue) vs instruct (orange)", fontsize=9)
         paths.append(_save(fig, out / f"base_vs_instruct_{_safe(ds)}_{_safe(t)}.png"))
+    return paths
+
+
+_PREDICTOR_STYLE = {"model": ("tab:blue", "o"), "uniform": ("tab:grey", "s"), "dataset_mean": ("tab:green", "^")}
+
+
+def distribution_charts(dist: pd.DataFrame, items: pd.DataFrame, out: Path) -> list[Path]:
+    """Per dataset: (1) each distribution metric per model for the model and the two baselines,
+    pooled over items, with bootstrap intervals; (2) per model, item-level model entropy
+    H(q)/ln n against human entropy H(r)/ln n, coloured by the number of options n."""
+    paths: list[Path] = []
+    if dist.empty or "metric" not in dist:
+        return paths
+    pooled = dist[(dist["n_options"].astype(str) == "all") & dist["metric"].notna()]
+    for ds, g in pooled.groupby("dataset"):
+        target = "Answer_Ratios" if (g["target"] == "Answer_Ratios").any() else sorted(g["target"])[0]
+        g = g[g["target"] == target]
+        metrics = list(dict.fromkeys(g["metric"]))
+        models = list(dict.fromkeys(g["model"]))
+        x = np.arange(len(models))
+        fig, axes = plt.subplots(len(metrics), 1, figsize=(max(6, 0.35 * len(models) + 3), 1.9 * len(metrics)),
+                                 sharex=True, squeeze=False)
+        for ax, m in zip(axes[:, 0], metrics):
+            sub = g[g["metric"] == m]
+            for k, (p, (color, marker)) in enumerate(_PREDICTOR_STYLE.items()):
+                s = sub[sub["predictor"] == p].set_index("model").reindex(models)
+                mean = s["mean"].to_numpy(float)
+                err = np.vstack([mean - s["ci_low"].to_numpy(float), s["ci_high"].to_numpy(float) - mean])
+                ax.errorbar(x + (k - 1) * 0.22, mean, yerr=np.where(np.isfinite(err), err, 0), fmt=marker,
+                            color=color, ms=3.5, lw=0.8, capsize=1.5, label=p)
+            ax.set_ylabel(f"{m}\n({sub['better'].iloc[0]} better)", fontsize=7)
+            ax.tick_params(labelsize=6)
+        axes[0, 0].legend(fontsize=6, ncol=3, loc="best")
+        axes[-1, 0].set_xticks(x, models, rotation=90, fontsize=7)
+        fig.suptitle(f"{ds} ({target}): model vs uniform and leave-one-out dataset-mean baselines\n"
+                     "mean over items, 95% bootstrap intervals", fontsize=8)
+        paths.append(_save(fig, out / f"distribution_{_safe(ds)}.png"))
+    if items.empty:
+        return paths
+    for ds, g in items.groupby("dataset"):
+        models = list(dict.fromkeys(g["model"]))
+        cols = min(6, len(models))
+        rows = int(np.ceil(len(models) / cols))
+        fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols + 1, 2.5 * rows), squeeze=False,
+                                 sharex=True, sharey=True, layout="constrained")
+        ns = np.sort(g["n_options"].unique())
+        cmap = plt.get_cmap("viridis", max(2, len(ns)))
+        norm = matplotlib.colors.BoundaryNorm(np.r_[ns - 0.5, ns[-1] + 0.5], cmap.N)
+        sc = None
+        for ax, m in zip(axes.ravel(), models):
+            s = g[g["model"] == m]
+            sc = ax.scatter(s["human_entropy"], s["model_entropy"], c=s["n_options"], cmap=cmap, norm=norm,
+                            s=4, alpha=0.6, linewidths=0)
+            ax.plot([0, 1], [0, 1], "k--", lw=0.6)
+            ax.set_title(m, fontsize=6)
+            ax.tick_params(labelsize=5)
+        for ax in axes.ravel()[len(models):]:
+            ax.axis("off")
+        fig.supxlabel("human entropy H(r) / ln n", fontsize=7)
+        fig.supylabel("model entropy H(q) / ln n", fontsize=7)
+        if sc is not None:
+            cb = fig.colorbar(sc, ax=axes.ravel().tolist(), ticks=ns, shrink=0.8)
+            cb.set_label("n options", fontsize=7)
+        fig.suptitle(f"{ds}: per-item option entropy, model vs human (Answer_Ratios), coloured by n", fontsize=8)
+        paths.append(_save(fig, out / f"distribution_entropy_{_safe(ds)}.png", dpi=90, tight=False))
     return paths

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from jaxunc.stats import distribution as DI
 from jaxunc.stats.alignment import CONFOUNDED_NOTE
 
 
@@ -18,6 +19,81 @@ def _table(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
         cells = [floatfmt.format(v) if isinstance(v, float) else str(v) for v in r]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _fmt_ci(mean: float, lo: float, hi: float) -> str:
+    if not pd.notna(mean):
+        return ""
+    return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]" if pd.notna(lo) else f"{mean:.3f}"
+
+
+def _distribution_section(dist: pd.DataFrame, cfg) -> list[str]:
+    """Model vs trivial baselines on the whole option distribution (distribution.csv)."""
+    s = ["## Distributional alignment (whole option distribution vs human shares)\n",
+         "Per item, q = softmax over the item's options of `mc_choice-pdf` and r = the human shares "
+         "renormalised; metrics: `jsd` (Jensen-Shannon divergence, base 2, in [0, 1]), `tvd` "
+         "(0.5 sum |q - r|), `kl_human_model` (KL(r || q) in nats; **smoothing: q floored at "
+         f"{DI.KL_EPS:g} and renormalised**, the same for every predictor), `hellinger`, `top1_agree` "
+         "(same most likely option; ties share credit, so uniform scores 1/n) and, for items flagged "
+         "ordinal, `representativeness` = 1 - W1(q, r) / W1_max (OpinionQA). Baselines: `uniform` (1/n) and "
+         "`dataset_mean` (mean human distribution, in presentation order, of the other items with the "
+         "same n: leave-one-out; in presentation order, so on options that were not shuffled and are sorted by "
+         "popularity, such as the reference study's ProtoQA files, it learns that order: a position leak, "
+         "not alignment). Means over items with 95% percentile bootstrap intervals (items "
+         "resampled, shared by all metrics and predictors); p-values: paired bootstrap of the "
+         "model-minus-baseline mean difference D, two-sided, p = (1 + #{|D*_b - D| >= |D|}) / (B + 1).\n"]
+    pooled = dist[(dist["n_options"].astype(str) == "all") & dist["metric"].notna()]
+    main = pooled[pooled["target"] == DI.DEFAULT_TARGET]
+    if main.empty:
+        main = pooled[pooled["target"] == sorted(pooled["target"])[0]]
+    base = main[main["predictor"] != "model"].assign(
+        beats=lambda d: d["model_better"].eq(True) & (d["p_value"] < cfg.alpha),
+        loses=lambda d: d["model_better"].eq(False) & (d["p_value"] < cfg.alpha))
+    summary = (base.groupby(["dataset", "metric", "predictor"])
+               .agg(models=("model", "nunique"), model_better_significant=("beats", "sum"),
+                    model_worse_significant=("loses", "sum")).reset_index())
+    s.append(f"Models whose mean beats / loses to each baseline (paired bootstrap p < {cfg.alpha}), "
+             "pooled over items:\n")
+    s.append(_table(summary))
+    wide = []
+    for (ds, model, metric), g in main.groupby(["dataset", "model", "metric"], sort=False):
+        g = g.set_index("predictor")
+        row = dict(dataset=ds, model=model, metric=metric, better=g["better"].iloc[0], n=int(g.loc["model", "n"]))
+        for p in DI.PREDICTORS:
+            if p in g.index:
+                row["model_mean" if p == "model" else p] = _fmt_ci(g.loc[p, "mean"], g.loc[p, "ci_low"], g.loc[p, "ci_high"])
+                if p != "model":
+                    row[f"p vs {p}"] = g.loc[p, "p_value"]
+        wide.append(row)
+    wide = pd.DataFrame(wide)
+    if not wide.empty:
+        s.append("JSD and top-1 agreement per model (mean [95% CI]):\n")
+        s.append(_table(wide[wide["metric"].isin(["jsd", "top1_agree"])].head(80), "{:.2g}"))
+    per_n = dist[(dist["n_options"].astype(str) != "all") & (dist["metric"] == "jsd")
+                 & (dist["predictor"] == "uniform") & (dist["target"].isin(main["target"].unique()))]
+    if not per_n.empty:
+        s.append("**The number of options n varies**, and the uniform baseline's divergence from the "
+                 "human shares (and so the model-vs-uniform gap) depends on n; compare within n. JSD "
+                 "model minus uniform by n (mean over models; rows `n_options` = k in distribution.csv):\n")
+        t = (per_n.groupby(["dataset", "n_options"])
+             .agg(items=("n", "max"), uniform_jsd=("mean", "mean"), model_minus_uniform=("diff_model_minus_predictor", "mean"))
+             .reset_index())
+        t["n_sort"] = pd.to_numeric(t["n_options"], errors="coerce")
+        s.append(_table(t.sort_values(["dataset", "n_sort"]).drop(columns="n_sort")))
+    several = pooled.groupby("dataset")["target"].nunique()
+    for ds in several[several > 1].index:
+        g = pooled[(pooled["dataset"] == ds) & (pooled["metric"] == "jsd") & (pooled["predictor"] == "model")]
+        t = g.groupby("target").agg(models=("model", "nunique"), items=("n", "max"), model_jsd=("mean", "mean"))
+        t = t.sort_values("model_jsd").reset_index()
+        s.append(f"{ds}: {len(t)} human targets (groups / countries), model JSD mean over models; "
+                 "closest and farthest 5:\n")
+        s.append(_table(pd.concat([t.head(5), t.tail(5)]).drop_duplicates()))
+    drop = main.drop_duplicates(["dataset", "model", "target"])
+    drop = drop[drop["n_dropped"] > 0]
+    if not drop.empty:
+        s.append("Items dropped from the distribution metrics (per table, with reasons):\n")
+        s.append(_table(drop[["dataset", "model", "target", "n_dropped", "dropped"]].head(40)))
+    return s
 
 
 def write_report(out_dir: Path, results: dict[str, pd.DataFrame], figures: list[Path], problems: list[str],
@@ -66,6 +142,9 @@ def write_report(out_dir: Path, results: dict[str, pd.DataFrame], figures: list[
         cols = [c for c in ("dataset", "model", "n", "plurality_agreement", "chance", "binom_p_value",
                             "kendall_distance_mean", "positional_p_value") if c in pref]
         s.append(_table(pref[cols]))
+    dist = results.get("distribution", pd.DataFrame())
+    if not dist.empty and dist["metric"].notna().any():
+        s += _distribution_section(dist, cfg)
     if not cmp_.empty:
         s.append("## Base vs instruct (Wilcoxon signed-rank, rank-biserial: positive = base larger)\n")
         b = cmp_[(cmp_["comparison"] == "base_vs_instruct") & (cmp_["statistic"] == "alignment_coef_oriented(spearman)")]

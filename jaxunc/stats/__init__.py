@@ -4,9 +4,11 @@ from jaxunc.stats.alignment import add_qvalues, alignment_table, alignment_table
 from jaxunc.stats.calibration import calibration_errors, calibration_table, calibration_tables
 from jaxunc.stats.compare import base_vs_instruct, combination, compare_models, rank_biserial
 from jaxunc.stats.config import AnalysisConfig
+from jaxunc.stats.distribution import distribution_table, distribution_tables
 from jaxunc.stats.preference import kendall_tau_distance, preference_tables
 from jaxunc.stats.tables import load_tables
 
 __all__ = ["AnalysisConfig", "add_qvalues", "alignment_table", "alignment_tables", "base_vs_instruct",
            "calibration_errors", "calibration_table", "calibration_tables", "combination", "compare_models",
+           "distribution_table", "distribution_tables",
            "kendall_tau_distance", "load_tables", "partial_spearman", "preference_tables", "rank_biserial"]

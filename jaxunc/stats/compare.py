@@ -1,8 +1,12 @@
 """Across models (analyses.md section 4).
 
 - base vs instruct: Wilcoxon signed-rank test (scipy.stats.wilcoxon) over matched pairs of a
-  per-model statistic (oriented Spearman alignment coefficient, ECE, AUROC); pairs matched by model
-  name without an instruct suffix (_Ins, _Instruct, _Chat, -it); effect size = matched-pairs rank-biserial
+  per-model statistic (oriented Spearman alignment coefficient, ECE, AUROC); pairs matched on the
+  explicit pair key (`model_pair` column of the per-item tables: family + size from the config, e.g.
+  'falcon3-1b'), or, for tables without it (the reference study's files), on the key derived from
+  the model name (columns.pair_key_from_name: 'Falcon3_1B_Ins' -> 'falcon3-1b'); a key with several
+  base or several instruct models is ambiguous, its first model is used and the note says so;
+  effect size = matched-pairs rank-biserial
   r = (W+ - W-) / (W+ + W-) on d = base - instruct (zero differences dropped), positive = base larger;
 - size trend: Spearman between model_size and the statistic, per measure;
 - combination: k-fold cross-validated ridge regression from all measures of one model to a human
@@ -19,17 +23,32 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from jaxunc import columns as C
 from jaxunc.stats import tables as T
 from jaxunc.stats.config import AnalysisConfig
 
 _INS_SUFFIX = re.compile(r"([_-](ins|instruct|chat|it))$", re.I)
 COLUMNS = ["dataset", "comparison", "statistic", "measure", "target", "method", "n_pairs", "coef",
-           "p_value", "effect_size", "effect_size_name", "test", "pairs", "note"]
+           "p_value", "effect_size", "effect_size_name", "test", "pairs", "unpaired", "note"]
 
 
 def family_key(model: str) -> str:
-    """'Falcon3_1B_Ins' -> 'Falcon3_1B'; 'Llama_2_7B_Chat' -> 'Llama_2_7B'."""
+    """The old name-suffix key ('Falcon3_1B_Ins' -> 'Falcon3_1B'); pairing uses pair keys instead."""
     return _INS_SUFFIX.sub("", str(model))
+
+
+def table_pair_key(df: pd.DataFrame) -> str:
+    """A table's pair key: its `model_pair` column if filled, else derived from its model name."""
+    if C.PAIR_COLUMN in df.columns and df[C.PAIR_COLUMN].notna().any():
+        return str(df[C.PAIR_COLUMN].dropna().iloc[0])
+    return C.pair_key_from_name(df["model"].iloc[0] if len(df) else "")
+
+
+def with_pair_key(df: pd.DataFrame) -> pd.DataFrame:
+    """df with a filled `model_pair` column (derived from the model name where it is missing)."""
+    if C.PAIR_COLUMN in df.columns and df[C.PAIR_COLUMN].notna().all():
+        return df
+    return df.assign(**{C.PAIR_COLUMN: table_pair_key(df)})
 
 
 def rank_biserial(d: np.ndarray) -> float:
@@ -43,13 +62,34 @@ def rank_biserial(d: np.ndarray) -> float:
     return float((wp - wm) / (wp + wm))
 
 
-def pair_indices(models: list[str], types: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Indices of matched (base, instruct) models: same name once an instruct suffix is removed."""
-    base, ins = {}, {}
-    for i, (m, t) in enumerate(zip(models, types)):
-        (base if t == "base" else ins).setdefault(family_key(m), i)
-    keys = [k for k in base if k in ins]
-    return np.array([base[k] for k in keys], int), np.array([ins[k] for k in keys], int), keys
+def pair_indices(models: list[str], types: list[str], keys: list[str] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Indices of matched (base, instruct) models: the same pair key (derived from the names when
+    `keys` is None). Returns (base indices, instruct indices, pair keys)."""
+    info = pair_report(models, types, keys)
+    return info["base"], info["ins"], info["keys"]
+
+
+def pair_report(models: list[str], types: list[str], keys: list[str] | None = None) -> dict:
+    """Pairs and what did not pair: base/ins index arrays, keys, unpaired models, ambiguous keys."""
+    keys = [C.pair_key_from_name(m) for m in models] if keys is None else [str(k) for k in keys]
+    base: dict[str, int] = {}
+    ins: dict[str, int] = {}
+    ambiguous = set()
+    for i, (k, t) in enumerate(zip(keys, types)):
+        side = base if t == "base" else ins
+        if k in side:
+            ambiguous.add(k)
+        side.setdefault(k, i)
+    paired = [k for k in base if k in ins]
+    unpaired = [models[i] for k, i in list(base.items()) + list(ins.items()) if k not in paired]
+    return dict(base=np.array([base[k] for k in paired], int), ins=np.array([ins[k] for k in paired], int),
+                keys=paired, unpaired=unpaired, ambiguous=sorted(ambiguous))
+
+
+def _pair_note(info: dict) -> str:
+    return (f"ambiguous pair keys (first model used): {', '.join(info['ambiguous'])}"
+            if info["ambiguous"] else "")
 
 
 def wilcoxon_pairs(b: np.ndarray, i: np.ndarray, names: list[str]) -> dict:
@@ -68,10 +108,15 @@ def wilcoxon_pairs(b: np.ndarray, i: np.ndarray, names: list[str]) -> dict:
 
 
 def base_vs_instruct(values: pd.DataFrame) -> dict:
-    """Wilcoxon signed-rank and rank-biserial for one statistic (frame: model, model_type, value)."""
-    bi, ii, keys = pair_indices(list(values["model"]), list(values["model_type"]))
+    """Wilcoxon signed-rank and rank-biserial for one statistic (frame: model, model_type, value,
+    optionally model_pair; without it the keys are derived from the model names)."""
+    keys = list(values[C.PAIR_COLUMN]) if C.PAIR_COLUMN in values.columns else None
+    info = pair_report(list(values["model"]), list(values["model_type"]), keys)
     v = values["value"].to_numpy(float)
-    return wilcoxon_pairs(v[bi], v[ii], keys)
+    out = wilcoxon_pairs(v[info["base"]], v[info["ins"]], info["keys"])
+    out["unpaired"] = ";".join(info["unpaired"])
+    out["note"] = "; ".join(x for x in (out["note"], _pair_note(info)) if x)
+    return out
 
 
 def size_trend(sizes: np.ndarray, values: np.ndarray) -> dict:
@@ -102,8 +147,14 @@ def _stat_frame(alignment: pd.DataFrame, calibration: pd.DataFrame) -> pd.DataFr
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=keep + ["statistic", "value"])
 
 
-def compare_models(alignment: pd.DataFrame, calibration: pd.DataFrame) -> pd.DataFrame:
-    """compare.csv: base-vs-instruct and size-trend rows per dataset, statistic, measure and target."""
+def compare_models(alignment: pd.DataFrame, calibration: pd.DataFrame,
+                   pairs: dict[str, str] | None = None) -> pd.DataFrame:
+    """compare.csv: base-vs-instruct and size-trend rows per dataset, statistic, measure and target.
+
+    pairs: model name -> pair key (from the tables' `model_pair` columns); models missing from it
+    get the key derived from their name.
+    """
+    pairs = pairs or {}
     long = _stat_frame(alignment, calibration)
     rows = []
     key = ["statistic", "measure", "target"]
@@ -111,12 +162,16 @@ def compare_models(alignment: pd.DataFrame, calibration: pd.DataFrame) -> pd.Dat
         wide = g.groupby(key + ["model"])["value"].first().unstack("model")
         info = g.drop_duplicates("model").set_index("model")
         models = list(wide.columns)
-        bi, ii, names = pair_indices(models, list(info.loc[models, "model_type"]))
+        keys = [pairs.get(m) or C.pair_key_from_name(m) for m in models]
+        pinfo = pair_report(models, list(info.loc[models, "model_type"]), keys)
+        bi, ii, names = pinfo["base"], pinfo["ins"], pinfo["keys"]
+        unpaired, pnote = ";".join(pinfo["unpaired"]), _pair_note(pinfo)
         sizes = pd.to_numeric(info.loc[models, "model_size"], errors="coerce").to_numpy(float)
         for idx, vals in zip(wide.index, wide.to_numpy(float)):
             base = dict(zip(key, idx), dataset=ds)
-            rows.append(dict(base, comparison="base_vs_instruct", method="wilcoxon",
-                             **wilcoxon_pairs(vals[bi], vals[ii], names)))
+            res = wilcoxon_pairs(vals[bi], vals[ii], names)
+            res.update(unpaired=unpaired, note="; ".join(x for x in (res["note"], pnote) if x))
+            rows.append(dict(base, comparison="base_vs_instruct", method="wilcoxon", **res))
             rows.append(dict(base, comparison="size_trend", method="spearman", **size_trend(sizes, vals)))
     return pd.DataFrame(rows, columns=COLUMNS)
 
