@@ -11,7 +11,8 @@ Layout facts used here:
   (x[2i], x[2i+1]) instead of HF's halves (x[i], x[i + d/2]). Per head, with d = head_dim, GGUF row
   2*i + j holds HF row j*d/2 + i (j in {0, 1}); `unpermute_rope_rows` undoes that.
 - Tokenizer: `tokenizer.ggml.model == "gpt2"` is byte-level BPE whose vocabulary is already spelled in
-  the GPT-2 byte alphabet; `tokenizer.ggml.pre` names the pre-tokenizer regex.
+  the GPT-2 byte alphabet; `tokenizer.ggml.pre` names the pre-tokenizer regex. "llama" is SentencePiece
+  BPE with scores and byte fallback (gguf_spm.py).
 """
 
 from __future__ import annotations
@@ -366,14 +367,13 @@ def _pre_tokenizer(pre: str | None, path: pathlib.Path):
     )
 
 
-def build_tokenizer(meta: dict[str, Any], path: pathlib.Path):
-    """transformers PreTrainedTokenizerFast from the GGUF tokenizer metadata (byte-level BPE only)."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, processors
-    from transformers import PreTrainedTokenizerFast
+TOKENIZER_MODELS = ("gpt2", "llama")
 
-    kind = meta.get("tokenizer.ggml.model")
-    if kind != "gpt2":
-        raise ValueError(f"{path}: tokenizer.ggml.model={kind!r} is not supported (only byte-level BPE 'gpt2')")
+
+def _byte_level_backend(meta: dict[str, Any], path: pathlib.Path):
+    """Byte-level BPE ("gpt2") from tokens + merges, with the `tokenizer.ggml.pre` pre-tokenizer."""
+    from tokenizers import Tokenizer, decoders, models
+
     tokens: list[str] = _require(meta, "tokenizer.ggml.tokens", path)
     if len(set(tokens)) != len(tokens):
         raise ValueError(f"{path}: tokenizer.ggml.tokens has duplicate entries")
@@ -387,8 +387,33 @@ def build_tokenizer(meta: dict[str, Any], path: pathlib.Path):
     backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
     backend.pre_tokenizer = _pre_tokenizer(meta.get("tokenizer.ggml.pre"), path)
     backend.decoder = decoders.ByteLevel()
+    return backend
+
+
+def build_tokenizer(meta: dict[str, Any], path: pathlib.Path):
+    """transformers PreTrainedTokenizerFast from the GGUF tokenizer metadata: byte-level BPE ("gpt2") or
+    SentencePiece BPE ("llama", see gguf_spm.py). Control (and unknown) tokens become special tokens,
+    user-defined ones added tokens; BOS/EOS are added per tokenizer.ggml.add_bos_token / add_eos_token
+    (when the flag is absent llama.cpp adds a BOS for "llama" vocabularies and none for "gpt2")."""
+    from tokenizers import AddedToken, processors
+    from transformers import PreTrainedTokenizerFast
+
+    from jaxunc.checkpoints.gguf_spm import UNKNOWN, sentencepiece_backend
+
+    kind = meta.get("tokenizer.ggml.model")
+    if kind == "gpt2":
+        backend = _byte_level_backend(meta, path)
+    elif kind == "llama":
+        backend = sentencepiece_backend(meta, path, _require)
+    else:
+        raise ValueError(
+            f"{path}: tokenizer.ggml.model={kind!r} is not supported; supported: {list(TOKENIZER_MODELS)}"
+        )
+    tokens: list[str] = meta["tokenizer.ggml.tokens"]
+    vocab = {token: index for index, token in enumerate(tokens)}
     types = meta.get("tokenizer.ggml.token_type") or [1] * len(tokens)
-    special = [t for t, k in zip(tokens, types) if k == _TOKEN_TYPE_CONTROL]
+    special_kinds = (_TOKEN_TYPE_CONTROL, UNKNOWN) if kind == "llama" else (_TOKEN_TYPE_CONTROL,)
+    special = [t for t, k in zip(tokens, types) if k in special_kinds]
     user = [t for t, k in zip(tokens, types) if k == _TOKEN_TYPE_USER_DEFINED]
     backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special])
     backend.add_tokens([AddedToken(t, special=False, normalized=False) for t in user])
@@ -398,7 +423,7 @@ def build_tokenizer(meta: dict[str, Any], path: pathlib.Path):
         return None if index is None else tokens[index]
 
     bos = token("bos")
-    add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", False))
+    add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", kind == "llama"))
     add_eos = bool(meta.get("tokenizer.ggml.add_eos_token", False))
     eos = token("eos")
     if (add_bos and bos is None) or (add_eos and eos is None):
@@ -406,12 +431,11 @@ def build_tokenizer(meta: dict[str, Any], path: pathlib.Path):
     single = ([f"{bos}:0"] if add_bos else []) + ["$A:0"] + ([f"{eos}:0"] if add_eos else [])
     pair = single + ([f"{bos}:1"] if add_bos else []) + ["$B:1"] + ([f"{eos}:1"] if add_eos else [])
     special_pairs = [(t, vocab[t]) for t in {bos, eos} if t is not None and (add_bos or add_eos)]
-    backend.post_processor = processors.Sequence(
-        [
-            processors.ByteLevel(trim_offsets=False),
-            processors.TemplateProcessing(single=" ".join(single), pair=" ".join(pair), special_tokens=special_pairs),
-        ]
-    )
+    template = processors.TemplateProcessing(single=" ".join(single), pair=" ".join(pair), special_tokens=special_pairs)
+    if kind == "gpt2":
+        backend.post_processor = processors.Sequence([processors.ByteLevel(trim_offsets=False), template])
+    else:
+        backend.post_processor = template
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=bos,
