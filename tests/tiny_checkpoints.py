@@ -166,10 +166,11 @@ def tiny_tokenizer() -> transformers.PreTrainedTokenizerFast:
     )
 
 
-def build_torch_model(variant: str, seed: int = 0) -> transformers.PreTrainedModel:
-    """The float32 eval-mode PyTorch model of `variant` with eager attention and rescaled random weights."""
+def build_torch_model(variant: str, seed: int = 0, **overrides) -> transformers.PreTrainedModel:
+    """The float32 eval-mode PyTorch model of `variant` (config fields replaced by `overrides`) with eager
+    attention and rescaled random weights."""
     config_cls, kwargs = VARIANTS[variant]
-    config = config_cls(**kwargs)
+    config = config_cls(**{**kwargs, **overrides})
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32)
     with torch.no_grad():
