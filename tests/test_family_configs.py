@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from jaxunc.configs import family_config, load_config_file
 from jaxunc import columns
+from jaxunc.configs import family_config, load_config_file
 from jaxunc.pipeline import run
 from tiny_checkpoints import bpe_tokenizer, save_family_checkpoint
 
