@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxunc.models.config import ModelConfig
 
-KEYMAP_VERSION = "2"
+KEYMAP_VERSION = "1"  # bump when an existing map changes what it produces (it keys the cache)
 
 Transform = Callable[[np.ndarray, ModelConfig], tuple[np.ndarray, ...]]
 
