@@ -83,8 +83,9 @@ def family_config(
 ) -> ml_collections.ConfigDict:
     """A config for one checkpoint of a family, chosen by `configs/<family>.py:<size>[-ins]`.
 
-    `sizes` maps a size key to (base model name, instruct model name or None, billions of
-    parameters). Base models get the
+    `sizes` maps a size key to (base model name or None, instruct model name or None, billions of
+    parameters); None marks a variant that was never released (Phi-3 and Phi-4 are instruct-only).
+    Base models get the
     `icl2` completion prompt, instruct models the tokenizer's chat template. The checkpoint
     directory is given with --config.model.checkpoint=DIR. Both variants of a size get the pair
     key `<family>-<size key>` (e.g. 'falcon3-1b'), whatever their model names.
@@ -98,6 +99,8 @@ def family_config(
     base_name, instruct_name, size = sizes[key]
     if instruct and instruct_name is None:
         raise ValueError(f"configs/{family}.py: {base_name} has no instruct model")
+    if not instruct and base_name is None:
+        raise ValueError(f"configs/{family}.py: {instruct_name} has no base model; use {key}-ins")
     return base_config(
         f"{family}-{key}{'-ins' if instruct else ''}",
         model_name=instruct_name if instruct else base_name, family=family,

@@ -125,14 +125,9 @@ def load_model_for(config):
     return load_model(path, dtype=config.model.dtype, cache_dir=config.model.cache_dir or None)
 
 
-def eos_ids(tokenizer) -> list[int]:
-    """End-of-sequence ids: the tokenizer's EOS plus a chat template's end-of-turn token."""
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    for token in ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>"):
-        tid = tokenizer.convert_tokens_to_ids(token)
-        if isinstance(tid, int) and tid != tokenizer.unk_token_id:
-            ids.add(tid)
-    return sorted(ids)
+def eos_ids(loaded) -> list[int]:
+    """Ids that end a generation, as the checkpoint declares them (checkpoints/special_tokens.py)."""
+    return list(loaded.special_tokens.stop_ids)
 
 
 @dataclass(frozen=True)
@@ -370,7 +365,7 @@ def _run_locked(config, tasks, hosts, out: Path, plans: list[DatasetRun]) -> dic
                                           nucleus=config.engine.nucleus)
     if "fr" in tasks:
         engines["fr"] = make_generate(loaded.model, mesh, max_new_tokens=config.engine.max_new_tokens,
-                                      eos_ids=eos_ids(loaded.tokenizer), nucleus=config.engine.nucleus)
+                                      eos_ids=eos_ids(loaded), nucleus=config.engine.nucleus)
     record = {
         "config": json.loads(config.to_json_best_effort()),
         "versions": {p: _version(p) for p in ("jaxunc", *_PACKAGES)},

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from jaxunc import columns
-from jaxunc.configs import load_config_file
+from jaxunc.configs import family_config, load_config_file
 from jaxunc.pipeline import run
 from tiny_checkpoints import bpe_tokenizer, save_family_checkpoint
 
@@ -29,6 +29,10 @@ FAMILIES = {
     "gemma": ("gemma", "2b"),
     "gemma2": ("gemma2", "2b-ins"),
     "pythia": ("pythia", "160m"),
+    "qwen3": ("qwen3", "0.6b-ins"),
+    "gemma3": ("gemma3", "1b"),
+    "phi3": ("phi3_longrope", "4mini-ins"),
+    "olmo2": ("olmo2", "7b-ins"),
 }
 
 
@@ -65,3 +69,33 @@ def test_family_config_runs_main_job(family, tokenizer, tmp_path):
     else:
         assert prompt.rstrip().endswith("Answer:")
     assert record["datasets"]["coane"]["compilations"]["mcqa"] >= 1
+
+
+def test_instruct_only_family_refuses_base_variant():
+    config = load_config_file(ROOT / "configs" / "phi3.py")
+    assert (config.model.name, config.model.type, config.model.prompt_format) == ("Phi-4-mini-instruct", "ins", "chat")
+    with pytest.raises(ValueError, match=r"configs/phi3.py: Phi-4-mini-instruct has no base model; use 4mini-ins"):
+        load_config_file(ROOT / "configs" / "phi3.py", "4mini")
+    with pytest.raises(ValueError, match=r"configs/x.py: b has no instruct model"):
+        family_config("x", "s-ins", sizes={"s": ("b", None, 1.0)}, default="s")
+
+
+# family -> how each release names its instruct model after the base model
+_INSTRUCT_NAMING = {
+    "qwen3": lambda base: base.removesuffix("-Base"),
+    "gemma3": lambda base: base.removesuffix("-pt") + "-it",
+    "olmo2": lambda base: base + "-Instruct",
+}
+
+
+@pytest.mark.parametrize("family", sorted(_INSTRUCT_NAMING))
+def test_new_family_sizes_pair_base_and_instruct_names(family):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(family, ROOT / "configs" / f"{family}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for key, (base, instruct, billions) in module.SIZES.items():
+        assert instruct == _INSTRUCT_NAMING[family](base) and billions > 0, key
+        assert module.get_config(key).model.name == base
+        assert module.get_config(f"{key}-ins").model.name == instruct

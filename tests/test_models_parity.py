@@ -2,7 +2,11 @@
 
 Reference: each sequence alone, unpadded, float32, eager attention. Ours: the same sequences in one
 left-padded and one right-padded batch, loaded through load_model. Tolerance 1e-4 max abs on logits of
-magnitude ~4-6 (measured 2.9e-6 .. 6.5e-6 across variants on CPU).
+magnitude ~4-6 (measured 2.9e-6 .. 7.6e-6 across variants on CPU).
+
+longrope (phi3_longrope) is left out of the cached-decode test: its prompts of 7 tokens cross the
+original context of 8 while decoding, where transformers recomputes the whole cache with the long
+factors and our cache keeps the keys it wrote (layers.rotary_cos_sin); its full forwards are compared.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ ATOL = 1e-4
 LENGTHS = (12, 7, 9)  # 12 > every sliding window used (4, 5) so windows are exercised
 STEPS = 4  # greedy decode steps
 WIDTH = max(LENGTHS) + STEPS  # every forward call uses this width, so each model compiles it once
-DECODE_VARIANTS = ("llama3", "mistral", "gemma", "gemma2", "pythia")  # one per cache-relevant feature
-BF16_VARIANTS = ("llama3", "gemma", "gemma2", "pythia")
+# one per cache-relevant feature
+DECODE_VARIANTS = ("llama3", "mistral", "gemma", "gemma2", "pythia", "qwen3", "gemma3", "phi3", "olmo2")
+BF16_VARIANTS = ("llama3", "gemma", "gemma2", "pythia", "gemma3", "olmo2")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -131,7 +136,7 @@ def test_hidden_states_match_torch(pair):
     """hidden_states(): embeddings and each layer's output vs transformers' output_hidden_states (whose
     last entry is after the final norm, so it is compared after our final norm)."""
     variant, torch_model, loaded, _, _ = pair
-    if variant not in ("llama3", "gemma2", "pythia"):
+    if variant not in ("llama3", "gemma2", "pythia", "olmo2"):
         pytest.skip("one variant per residual structure")
     seq = _sequences()[0]
     ids = jnp.asarray(seq[None].astype(np.int32))
@@ -146,7 +151,8 @@ def test_hidden_states_match_torch(pair):
 
 def test_bfloat16_close_to_float32(pair):
     """bfloat16 params/activations: finite float32 logits within 0.25 of float32 at logit scale ~4-6
-    (measured max diffs on CPU: llama3 0.097, gemma 0.047, gemma2 0.048, pythia 0.077)."""
+    (measured max diffs on CPU: llama3 0.097, gemma 0.047, gemma2 0.048, pythia 0.077, gemma3 0.128,
+    olmo2 0.084)."""
     variant, _, _, jm, directory = pair
     if variant not in BF16_VARIANTS:
         pytest.skip("bfloat16 smoke test runs on one variant per family")

@@ -17,6 +17,7 @@ VOCAB = 160
 CHAT_TEMPLATE = "{% for m in messages %}<s>{{ m['role'] }} {{ m['content'] }}</s>{% endfor %}"
 
 _BASE = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+_PHI3_IDS = dict(pad_token_id=1, bos_token_id=2, eos_token_id=3)  # Phi3Config's defaults exceed the tiny vocab
 
 # name -> (config class, kwargs). Each variant exercises the features named in its comment.
 VARIANTS: dict[str, tuple[type, dict]] = {
@@ -76,6 +77,78 @@ VARIANTS: dict[str, tuple[type, dict]] = {
         transformers.GPTNeoXConfig,
         dict(_BASE, hidden_size=64, rotary_pct=0.5, use_parallel_residual=False),
     ),
+    # Qwen3: per-head q/k RMSNorm, head_dim 16 != hidden / heads = 8, no biases, GQA 4:2, tied.
+    "qwen3": (
+        transformers.Qwen3Config,
+        dict(_BASE, num_key_value_heads=2, head_dim=16, tie_word_embeddings=True),
+    ),
+    # Gemma 3 text: 7 layers = 5 sliding + 1 full + 1 sliding, window 4 < prompt, local RoPE base 10 and
+    # global base 1000 with linear scaling x4 (small bases so both tables matter at positions < 16),
+    # (1 + w) q/k norms, query scalar 24 != head_dim, no soft-caps.
+    "gemma3": (
+        transformers.Gemma3TextConfig,
+        dict(
+            _BASE,
+            num_hidden_layers=7,
+            num_key_value_heads=2,
+            head_dim=16,
+            sliding_window=4,
+            query_pre_attn_scalar=24,
+            rope_parameters={
+                "full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1000.0},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
+            },
+        ),
+    ),
+    # Gemma 3 multimodal (Gemma3ForConditionalGeneration): the same text model nested in `text_config`, a
+    # tiny SigLIP vision tower the loader skips; saved as language_model.model.* tensors.
+    "gemma3_multimodal": (
+        transformers.Gemma3Config,
+        dict(
+            text_config=dict(
+                _BASE,
+                num_hidden_layers=7,
+                num_key_value_heads=2,
+                head_dim=16,
+                sliding_window=4,
+                query_pre_attn_scalar=24,
+                rope_parameters={
+                    "full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1000.0},
+                    "sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
+                },
+            ),
+            vision_config=dict(
+                hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                image_size=16, patch_size=8,
+            ),
+            mm_tokens_per_image=4,
+        ),
+    ),
+    # Phi-3-mini: fused qkv_proj / gate_up_proj, sliding window 5 on every layer, GQA 4:2.
+    "phi3": (transformers.Phi3Config, dict(_BASE, **_PHI3_IDS, num_key_value_heads=2, sliding_window=5)),
+    # Phi-4-mini-like: rotary on 75% of each head (6 of 8), longrope with original context 8 so the test
+    # prompts of 9 and 12 tokens take the long factors and the one of 7 the short ones (attention factor
+    # sqrt(1 + ln(64 / 8) / ln 8)), tied embeddings.
+    "phi3_longrope": (
+        transformers.Phi3Config,
+        dict(
+            _BASE,
+            **_PHI3_IDS,
+            num_key_value_heads=2,
+            tie_word_embeddings=True,
+            max_position_embeddings=64,
+            original_max_position_embeddings=8,
+            rope_parameters=dict(
+                rope_type="longrope",
+                rope_theta=10000.0,
+                partial_rotary_factor=0.75,
+                short_factor=[1.0, 1.7, 2.9],
+                long_factor=[1.3, 4.1, 9.7],
+            ),
+        ),
+    ),
+    # OLMo 2: norms after attention and MLP only, q/k RMSNorm over the full projected width, GQA 4:2.
+    "olmo2": (transformers.Olmo2Config, dict(_BASE, pad_token_id=1, eos_token_id=3, num_key_value_heads=2)),
 }
 
 
@@ -93,10 +166,11 @@ def tiny_tokenizer() -> transformers.PreTrainedTokenizerFast:
     )
 
 
-def build_torch_model(variant: str, seed: int = 0) -> transformers.PreTrainedModel:
-    """The float32 eval-mode PyTorch model of `variant` with eager attention and rescaled random weights."""
+def build_torch_model(variant: str, seed: int = 0, **overrides) -> transformers.PreTrainedModel:
+    """The float32 eval-mode PyTorch model of `variant` (config fields replaced by `overrides`) with eager
+    attention and rescaled random weights."""
     config_cls, kwargs = VARIANTS[variant]
-    config = config_cls(**kwargs)
+    config = config_cls(**{**kwargs, **overrides})
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32)
     with torch.no_grad():

@@ -11,7 +11,8 @@ Layout facts used here:
   (x[2i], x[2i+1]) instead of HF's halves (x[i], x[i + d/2]). Per head, with d = head_dim, GGUF row
   2*i + j holds HF row j*d/2 + i (j in {0, 1}); `unpermute_rope_rows` undoes that.
 - Tokenizer: `tokenizer.ggml.model == "gpt2"` is byte-level BPE whose vocabulary is already spelled in
-  the GPT-2 byte alphabet; `tokenizer.ggml.pre` names the pre-tokenizer regex.
+  the GPT-2 byte alphabet; `tokenizer.ggml.pre` names the pre-tokenizer regex. "llama" is SentencePiece
+  BPE with scores and byte fallback (gguf_spm.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+# GGUF block tensor -> HF name under model.layers.N (llama.cpp's names; the gguf package's TensorNameMap).
 _LAYER_MAP = {
     "attn_norm.weight": "input_layernorm.weight",
     "attn_q.weight": "self_attn.q_proj.weight",
@@ -36,10 +38,38 @@ _LAYER_MAP = {
     "attn_k.bias": "self_attn.k_proj.bias",
     "attn_v.bias": "self_attn.v_proj.bias",
     "attn_output.weight": "self_attn.o_proj.weight",
+    "attn_q_norm.weight": "self_attn.q_norm.weight",
+    "attn_k_norm.weight": "self_attn.k_norm.weight",
     "ffn_norm.weight": "post_attention_layernorm.weight",
     "ffn_gate.weight": "mlp.gate_proj.weight",
     "ffn_up.weight": "mlp.up_proj.weight",
     "ffn_down.weight": "mlp.down_proj.weight",
+}
+# Per architecture: changes to _LAYER_MAP (a value of None: not a tensor of that architecture).
+_ARCH_LAYER_MAP: dict[str, dict[str, str | None]] = {
+    "llama": {"attn_q_norm.weight": None, "attn_k_norm.weight": None},
+    "qwen3": {},
+    # Gemma 3's ffn_norm is the norm before the MLP; the norms after attention / MLP have their own names.
+    "gemma3": {
+        "ffn_norm.weight": "pre_feedforward_layernorm.weight",
+        "post_attention_norm.weight": "post_attention_layernorm.weight",
+        "post_ffw_norm.weight": "post_feedforward_layernorm.weight",
+    },
+    # OLMo 2 has only the norms after attention and after the MLP.
+    "olmo2": {
+        "attn_norm.weight": None,
+        "ffn_norm.weight": None,
+        "post_attention_norm.weight": "post_attention_layernorm.weight",
+        "post_ffw_norm.weight": "post_feedforward_layernorm.weight",
+    },
+    # Phi-3 keeps the fused projections: attn_qkv = qkv_proj, ffn_up = gate_up_proj (split by the key map).
+    "phi3": {
+        "attn_qkv.weight": "self_attn.qkv_proj.weight",
+        "ffn_up.weight": "mlp.gate_up_proj.weight",
+        "ffn_gate.weight": None,
+        "attn_q_norm.weight": None,
+        "attn_k_norm.weight": None,
+    },
 }
 _GLOBAL_MAP = {
     "token_embd.weight": "model.embed_tokens.weight",
@@ -48,10 +78,18 @@ _GLOBAL_MAP = {
 }
 # llama.cpp's precomputed per-frequency RoPE divisors (Llama 3.1+): read into config["rope_scaling"].
 _ROPE_FREQS = "rope_freqs.weight"
-_IGNORED_TENSORS = {_ROPE_FREQS}
+# Phi-3 longrope factors, read into config["rope_scaling"].
+_ROPE_LONG, _ROPE_SHORT = "rope_factors_long.weight", "rope_factors_short.weight"
+_IGNORED_TENSORS = {_ROPE_FREQS, _ROPE_LONG, _ROPE_SHORT}
 # (low_freq_factor, high_freq_factor, original_max_position_embeddings) of the Llama 3.x releases.
 _LLAMA3_ROPE_CANDIDATES = ((1.0, 4.0, 8192),)
-_SUPPORTED_ARCHITECTURES = ("llama",)
+# GGUF architecture -> HF model_type.
+_MODEL_TYPES = {"llama": "llama", "qwen3": "qwen3", "gemma3": "gemma3_text", "phi3": "phi3", "olmo2": "olmo2"}
+_SUPPORTED_ARCHITECTURES = tuple(_MODEL_TYPES)
+# llama.cpp's converters permute Q/K rows only for its "llama" (adjacent-pair RoPE) architecture; the
+# others use the rotate-half layout. Gemma files store every norm weight as 1 + w.
+_PERMUTED_ARCHITECTURES = ("llama",)
+_NORM_PLUS_ONE_ARCHITECTURES = ("gemma3",)
 
 # Pre-tokenizer split patterns (llama.cpp `tokenizer.ggml.pre` names). None = GPT-2 byte-level regex.
 _GPT2_PRE = ("gpt-2", "gpt2", "default", "smollm")
@@ -59,7 +97,25 @@ _LLAMA3_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-_SPLIT_PRE = {"llama3": _LLAMA3_SPLIT, "llama-bpe": _LLAMA3_SPLIT, "llama-v3": _LLAMA3_SPLIT}
+# Qwen2 / Qwen3: the same with single digits.
+_QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+# o200k (GPT-4o; Phi-4-mini): case-aware words with contractions, up to 3 digits.
+_GPT4O_SPLIT = (
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+    r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+    r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_SPLIT_PRE = {
+    "llama3": _LLAMA3_SPLIT,
+    "llama-bpe": _LLAMA3_SPLIT,
+    "llama-v3": _LLAMA3_SPLIT,
+    "dbrx": _LLAMA3_SPLIT,  # cl100k (OLMo 2)
+    "qwen2": _QWEN2_SPLIT,
+    "gpt-4o": _GPT4O_SPLIT,
+}
 _TOKEN_TYPE_CONTROL = 3
 _TOKEN_TYPE_USER_DEFINED = 4
 
@@ -201,51 +257,99 @@ def _require(meta: dict[str, Any], key: str, path: pathlib.Path) -> Any:
     return meta[key]
 
 
-def _llama_config(meta: dict[str, Any], tensor_names: set[str], path: pathlib.Path) -> dict[str, Any]:
-    """HF LlamaConfig-style dict from `llama.*` metadata keys."""
-    arch = "llama"
-    hidden = int(_require(meta, f"{arch}.embedding_length", path))
-    n_heads = int(_require(meta, f"{arch}.attention.head_count", path))
-    n_kv = int(meta.get(f"{arch}.attention.head_count_kv", n_heads))
-    head_dim = int(meta.get(f"{arch}.attention.key_length", hidden // n_heads))
-    rope_dim = int(meta.get(f"{arch}.rope.dimension_count", head_dim))
-    if rope_dim != head_dim:
-        raise ValueError(f"{path}: partial rotary (rope.dimension_count={rope_dim}, head_dim={head_dim}) is not llama")
+def _hf_config(arch: str, meta: dict[str, Any], tensor_names: set[str], path: pathlib.Path) -> dict[str, Any]:
+    """HF config.json-style dict from the `{arch}.*` metadata keys (llama.cpp's key names)."""
+    key = lambda name: f"{arch}.{name}"  # noqa: E731
+    hidden = int(_require(meta, key("embedding_length"), path))
+    n_heads = int(_require(meta, key("attention.head_count"), path))
+    n_kv = int(meta.get(key("attention.head_count_kv"), n_heads))
+    head_dim = int(meta.get(key("attention.key_length"), hidden // n_heads))
+    rope_dim = int(meta.get(key("rope.dimension_count"), head_dim))
+    if rope_dim != head_dim and arch != "phi3":
+        raise ValueError(
+            f"{path}: partial rotary ({key('rope.dimension_count')}={rope_dim}, head_dim={head_dim}) is not {arch}"
+        )
     tokens = meta.get("tokenizer.ggml.tokens")
-    vocab = meta.get(f"{arch}.vocab_size", len(tokens) if tokens is not None else None)
+    vocab = meta.get(key("vocab_size"), len(tokens) if tokens is not None else None)
     if vocab is None:
-        raise ValueError(f"{path}: neither llama.vocab_size nor tokenizer.ggml.tokens gives the vocabulary size")
+        raise ValueError(f"{path}: neither {key('vocab_size')} nor tokenizer.ggml.tokens gives the vocabulary size")
     rope_scaling = None
-    scaling_type = meta.get(f"{arch}.rope.scaling.type")
+    scaling_type = meta.get(key("rope.scaling.type"))
     if scaling_type not in (None, "none"):
-        rope_scaling = {"rope_type": scaling_type, "factor": float(meta[f"{arch}.rope.scaling.factor"])}
-        if f"{arch}.rope.scaling.original_context_length" in meta:
-            rope_scaling["original_max_position_embeddings"] = int(
-                meta[f"{arch}.rope.scaling.original_context_length"]
-            )
-    return {
-        "model_type": "llama",
-        "architectures": ["LlamaForCausalLM"],
+        rope_scaling = {"rope_type": scaling_type, "factor": float(meta[key("rope.scaling.factor")])}
+        if key("rope.scaling.original_context_length") in meta:
+            rope_scaling["original_max_position_embeddings"] = int(meta[key("rope.scaling.original_context_length")])
+    config = {
+        "model_type": _MODEL_TYPES[arch],
         "hidden_size": hidden,
-        "intermediate_size": int(_require(meta, f"{arch}.feed_forward_length", path)),
-        "num_hidden_layers": int(_require(meta, f"{arch}.block_count", path)),
+        "intermediate_size": int(_require(meta, key("feed_forward_length"), path)),
+        "num_hidden_layers": int(_require(meta, key("block_count"), path)),
         "num_attention_heads": n_heads,
         "num_key_value_heads": n_kv,
         "head_dim": head_dim,
-        "hidden_act": "silu",
-        "rms_norm_eps": float(meta.get(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)),
-        "rope_theta": float(meta.get(f"{arch}.rope.freq_base", 10000.0)),
+        "rms_norm_eps": float(meta.get(key("attention.layer_norm_rms_epsilon"), 1e-5)),
+        "rope_theta": float(meta.get(key("rope.freq_base"), 10000.0)),
         "rope_scaling": rope_scaling,
-        "max_position_embeddings": int(meta.get(f"{arch}.context_length", 2048)),
+        "max_position_embeddings": int(meta.get(key("context_length"), 2048)),
         "vocab_size": int(vocab),
         "tie_word_embeddings": "output.weight" not in tensor_names,
-        "attention_bias": "blk.0.attn_q.bias" in tensor_names,
-        "mlp_bias": False,
         "bos_token_id": meta.get("tokenizer.ggml.bos_token_id"),
         "eos_token_id": meta.get("tokenizer.ggml.eos_token_id"),
         "pad_token_id": meta.get("tokenizer.ggml.padding_token_id"),
         "torch_dtype": "float32",
         "name_or_path": str(meta.get("general.name", path.stem)),
+    }
+    if arch == "llama":
+        config.update(
+            architectures=["LlamaForCausalLM"], hidden_act="silu", mlp_bias=False,
+            attention_bias="blk.0.attn_q.bias" in tensor_names,
+        )
+    elif arch == "qwen3":
+        config.update(architectures=["Qwen3ForCausalLM"], hidden_act="silu",
+                      attention_bias="blk.0.attn_q.bias" in tensor_names)
+    elif arch == "olmo2":
+        config.update(architectures=["Olmo2ForCausalLM"], hidden_act="silu")
+    elif arch == "gemma3":
+        config.update(_gemma3_fields(meta, config, path))
+    elif arch == "phi3":
+        config.update(architectures=["Phi3ForCausalLM"], hidden_act="silu",
+                      partial_rotary_factor=rope_dim / head_dim)
+        window = meta.get(key("attention.sliding_window"))
+        config["sliding_window"] = int(window) if window else None
+    return config
+
+
+def _gemma3_fields(meta: dict[str, Any], config: dict[str, Any], path: pathlib.Path) -> dict[str, Any]:
+    """Gemma 3 facts llama.cpp keeps in code when the file does not state them: local layers use RoPE base
+    10000 (`rope.freq_base_swa`), every 6th layer is global (`attention.sliding_window_pattern`, per layer
+    true = sliding), and scores are scaled by head_dim^-0.5 except on the 27B (hidden 5376), which uses
+    (hidden / heads)^-0.5 (`attention.scale` when given)."""
+    key = lambda name: f"gemma3.{name}"  # noqa: E731
+    n = config["num_hidden_layers"]
+    pattern = meta.get(key("attention.sliding_window_pattern"))
+    if isinstance(pattern, list):
+        if len(pattern) != n:
+            raise ValueError(f"{path}: {key('attention.sliding_window_pattern')} has {len(pattern)} entries, expected {n}")
+        layer_types = ["sliding_attention" if p else "full_attention" for p in pattern]
+    else:
+        every = int(pattern) if pattern else 6
+        layer_types = ["sliding_attention" if (i + 1) % every else "full_attention" for i in range(n)]
+    if key("attention.scale") in meta:
+        scalar = float(meta[key("attention.scale")]) ** -2
+    elif config["hidden_size"] == 5376:
+        scalar = config["hidden_size"] / config["num_attention_heads"]
+    else:
+        scalar = config["head_dim"]
+    return {
+        "architectures": ["Gemma3ForCausalLM"],
+        "hidden_activation": "gelu_pytorch_tanh",
+        "rms_norm_eps": float(meta.get(key("attention.layer_norm_rms_epsilon"), 1e-6)),
+        "rope_local_base_freq": float(meta.get(key("rope.freq_base_swa"), 10000.0)),
+        "sliding_window": int(_require(meta, key("attention.sliding_window"), path)),
+        "layer_types": layer_types,
+        "query_pre_attn_scalar": scalar,
+        "final_logit_softcapping": None,
+        "attn_logit_softcapping": None,
     }
 
 
@@ -291,16 +395,17 @@ def _rope_scaling_from_freqs(divisors: np.ndarray, config: dict[str, Any], path:
     )
 
 
-def hf_tensor_name(gguf_name: str) -> str | None:
-    """HF name of a llama GGUF tensor (None for tensors with no HF counterpart)."""
+def hf_tensor_name(gguf_name: str, arch: str = "llama") -> str | None:
+    """HF name of a GGUF tensor of architecture `arch` (None for tensors read into the config)."""
     if gguf_name in _GLOBAL_MAP:
         return _GLOBAL_MAP[gguf_name]
     if gguf_name in _IGNORED_TENSORS:
         return None
+    layer_map = {**_LAYER_MAP, **_ARCH_LAYER_MAP[arch]}
     match = re.fullmatch(r"blk\.(\d+)\.(.+)", gguf_name)
-    if match and match.group(2) in _LAYER_MAP:
-        return f"model.layers.{match.group(1)}.{_LAYER_MAP[match.group(2)]}"
-    raise ValueError(f"unknown llama GGUF tensor {gguf_name!r}")
+    if match and layer_map.get(match.group(2)) is not None:
+        return f"model.layers.{match.group(1)}.{layer_map[match.group(2)]}"
+    raise ValueError(f"unknown {arch} GGUF tensor {gguf_name!r}")
 
 
 def _dequantize(path: pathlib.Path, info: TensorInfo, data: np.ndarray | None = None) -> np.ndarray:
@@ -325,22 +430,24 @@ def _dequantize(path: pathlib.Path, info: TensorInfo, data: np.ndarray | None = 
 
 
 def _read_tensors(
-    path: pathlib.Path, infos: list[TensorInfo], config: dict[str, Any]
+    path: pathlib.Path, infos: list[TensorInfo], config: dict[str, Any], arch: str
 ) -> dict[str, np.ndarray]:
     data = np.memmap(path, dtype=np.uint8, mode="r")
     out = {}
     for info in infos:
         try:
-            name = hf_tensor_name(info.name)
+            name = hf_tensor_name(info.name, arch)
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from err
         if name is None:
             continue
         weights = _dequantize(path, info, data)
-        if ".attn_q." in info.name:
+        if arch in _PERMUTED_ARCHITECTURES and ".attn_q." in info.name:
             weights = unpermute_rope_rows(weights, config["num_attention_heads"])
-        elif ".attn_k." in info.name:
+        elif arch in _PERMUTED_ARCHITECTURES and ".attn_k." in info.name:
             weights = unpermute_rope_rows(weights, config["num_key_value_heads"])
+        if arch in _NORM_PLUS_ONE_ARCHITECTURES and info.name.endswith("norm.weight"):
+            weights = weights - np.float32(1.0)
         out[name] = weights
     del data
     return out
@@ -366,14 +473,13 @@ def _pre_tokenizer(pre: str | None, path: pathlib.Path):
     )
 
 
-def build_tokenizer(meta: dict[str, Any], path: pathlib.Path):
-    """transformers PreTrainedTokenizerFast from the GGUF tokenizer metadata (byte-level BPE only)."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, processors
-    from transformers import PreTrainedTokenizerFast
+TOKENIZER_MODELS = ("gpt2", "llama")
 
-    kind = meta.get("tokenizer.ggml.model")
-    if kind != "gpt2":
-        raise ValueError(f"{path}: tokenizer.ggml.model={kind!r} is not supported (only byte-level BPE 'gpt2')")
+
+def _byte_level_backend(meta: dict[str, Any], path: pathlib.Path):
+    """Byte-level BPE ("gpt2") from tokens + merges, with the `tokenizer.ggml.pre` pre-tokenizer."""
+    from tokenizers import Tokenizer, decoders, models
+
     tokens: list[str] = _require(meta, "tokenizer.ggml.tokens", path)
     if len(set(tokens)) != len(tokens):
         raise ValueError(f"{path}: tokenizer.ggml.tokens has duplicate entries")
@@ -387,8 +493,33 @@ def build_tokenizer(meta: dict[str, Any], path: pathlib.Path):
     backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
     backend.pre_tokenizer = _pre_tokenizer(meta.get("tokenizer.ggml.pre"), path)
     backend.decoder = decoders.ByteLevel()
+    return backend
+
+
+def build_tokenizer(meta: dict[str, Any], path: pathlib.Path):
+    """transformers PreTrainedTokenizerFast from the GGUF tokenizer metadata: byte-level BPE ("gpt2") or
+    SentencePiece BPE ("llama", see gguf_spm.py). Control (and unknown) tokens become special tokens,
+    user-defined ones added tokens; BOS/EOS are added per tokenizer.ggml.add_bos_token / add_eos_token
+    (when the flag is absent llama.cpp adds a BOS for "llama" vocabularies and none for "gpt2")."""
+    from tokenizers import AddedToken, processors
+    from transformers import PreTrainedTokenizerFast
+
+    from jaxunc.checkpoints.gguf_spm import UNKNOWN, sentencepiece_backend
+
+    kind = meta.get("tokenizer.ggml.model")
+    if kind == "gpt2":
+        backend = _byte_level_backend(meta, path)
+    elif kind == "llama":
+        backend = sentencepiece_backend(meta, path, _require)
+    else:
+        raise ValueError(
+            f"{path}: tokenizer.ggml.model={kind!r} is not supported; supported: {list(TOKENIZER_MODELS)}"
+        )
+    tokens: list[str] = meta["tokenizer.ggml.tokens"]
+    vocab = {token: index for index, token in enumerate(tokens)}
     types = meta.get("tokenizer.ggml.token_type") or [1] * len(tokens)
-    special = [t for t, k in zip(tokens, types) if k == _TOKEN_TYPE_CONTROL]
+    special_kinds = (_TOKEN_TYPE_CONTROL, UNKNOWN) if kind == "llama" else (_TOKEN_TYPE_CONTROL,)
+    special = [t for t, k in zip(tokens, types) if k in special_kinds]
     user = [t for t, k in zip(tokens, types) if k == _TOKEN_TYPE_USER_DEFINED]
     backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special])
     backend.add_tokens([AddedToken(t, special=False, normalized=False) for t in user])
@@ -398,7 +529,7 @@ def build_tokenizer(meta: dict[str, Any], path: pathlib.Path):
         return None if index is None else tokens[index]
 
     bos = token("bos")
-    add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", False))
+    add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", kind == "llama"))
     add_eos = bool(meta.get("tokenizer.ggml.add_eos_token", False))
     eos = token("eos")
     if (add_bos and bos is None) or (add_eos and eos is None):
@@ -406,12 +537,11 @@ def build_tokenizer(meta: dict[str, Any], path: pathlib.Path):
     single = ([f"{bos}:0"] if add_bos else []) + ["$A:0"] + ([f"{eos}:0"] if add_eos else [])
     pair = single + ([f"{bos}:1"] if add_bos else []) + ["$B:1"] + ([f"{eos}:1"] if add_eos else [])
     special_pairs = [(t, vocab[t]) for t in {bos, eos} if t is not None and (add_bos or add_eos)]
-    backend.post_processor = processors.Sequence(
-        [
-            processors.ByteLevel(trim_offsets=False),
-            processors.TemplateProcessing(single=" ".join(single), pair=" ".join(pair), special_tokens=special_pairs),
-        ]
-    )
+    template = processors.TemplateProcessing(single=" ".join(single), pair=" ".join(pair), special_tokens=special_pairs)
+    if kind == "gpt2":
+        backend.post_processor = processors.Sequence([processors.ByteLevel(trim_offsets=False), template])
+    else:
+        backend.post_processor = template
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=bos,
@@ -424,8 +554,24 @@ def build_tokenizer(meta: dict[str, Any], path: pathlib.Path):
     )
 
 
+def _phi3_longrope(meta: dict[str, Any], infos: list[TensorInfo], config: dict[str, Any], path: pathlib.Path):
+    """Phi-3 rope_factors_long / rope_factors_short tensors -> HF "longrope" rope_scaling (None without them)."""
+    factors = {t.name: _dequantize(path, t).reshape(-1).tolist() for t in infos if t.name in (_ROPE_LONG, _ROPE_SHORT)}
+    if not factors:
+        return None
+    if len(factors) != 2:
+        raise ValueError(f"{path}: Phi-3 file has only one of {_ROPE_LONG!r} and {_ROPE_SHORT!r}")
+    original = int(meta.get("phi3.rope.scaling.original_context_length", config["max_position_embeddings"]))
+    scaling = {"rope_type": "longrope", "long_factor": factors[_ROPE_LONG], "short_factor": factors[_ROPE_SHORT],
+               "original_max_position_embeddings": original}
+    if "phi3.rope.scaling.attn_factor" in meta:
+        scaling["attention_factor"] = float(meta["phi3.rope.scaling.attn_factor"])
+    return scaling
+
+
 def read_gguf(path: str | pathlib.Path, with_tensors: bool = True) -> GGUFCheckpoint:
-    """Read a llama-architecture GGUF file: config, dequantized float32 HF tensors and tokenizer.
+    """Read a GGUF file of a supported architecture (llama, qwen3, gemma3, phi3, olmo2): config,
+    dequantized float32 HF tensors and tokenizer.
 
     With `with_tensors=False` only metadata is decoded (fast; `tensors` is empty).
     """
@@ -436,11 +582,15 @@ def read_gguf(path: str | pathlib.Path, with_tensors: bool = True) -> GGUFCheckp
         raise ValueError(
             f"{path}: GGUF architecture {arch!r} is not supported; supported: {list(_SUPPORTED_ARCHITECTURES)}"
         )
-    config = _llama_config(meta, {t.name for t in infos}, path)
+    config = _hf_config(arch, meta, {t.name for t in infos}, path)
     rope_freqs = [t for t in infos if t.name == _ROPE_FREQS]
     if rope_freqs:
         config["rope_scaling"] = _rope_scaling_from_freqs(_dequantize(path, rope_freqs[0]), config, path)
+    if arch == "phi3":
+        config["rope_scaling"] = _phi3_longrope(meta, infos, config, path)
+        if config["rope_scaling"]:
+            config["original_max_position_embeddings"] = config["rope_scaling"]["original_max_position_embeddings"]
     tokenizer = build_tokenizer(meta, path)
-    tensors = _read_tensors(path, infos, config) if with_tensors else {}
+    tensors = _read_tensors(path, infos, config, arch) if with_tensors else {}
     small_meta = {k: v for k, v in meta.items() if not (k.startswith("tokenizer.ggml.") and isinstance(v, list))}
     return GGUFCheckpoint(config=config, tensors=tensors, tokenizer=tokenizer, metadata=small_meta)

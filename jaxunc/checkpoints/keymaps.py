@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxunc.models.config import ModelConfig
 
-KEYMAP_VERSION = "1"
+KEYMAP_VERSION = "1"  # bump when an existing map changes what it produces (it keys the cache)
 
 Transform = Callable[[np.ndarray, ModelConfig], tuple[np.ndarray, ...]]
 
@@ -46,6 +46,22 @@ def neox_qkv(w: np.ndarray, cfg: ModelConfig) -> tuple[np.ndarray, ...]:
     return tuple(p.T if p.ndim == 2 else p for p in out)
 
 
+def fused_qkv(w: np.ndarray, cfg: ModelConfig) -> tuple[np.ndarray, ...]:
+    """Phi-3 qkv_proj, rows [q (H*D) | k (K*D) | v (K*D)] -> q, k, v kernels [hidden, *]."""
+    q, kv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+    if w.ndim != 2 or w.shape[0] != q + 2 * kv:
+        raise ValueError(f"expected a 2-D weight with heads*head_dim + 2*kv_heads*head_dim = {q + 2 * kv} rows")
+    return w[:q].T, w[q : q + kv].T, w[q + kv :].T
+
+
+def fused_gate_up(w: np.ndarray, cfg: ModelConfig) -> tuple[np.ndarray, ...]:
+    """Phi-3 gate_up_proj, rows [gate (I) | up (I)] -> gate, up kernels [hidden, I]."""
+    i = cfg.intermediate_size
+    if w.ndim != 2 or w.shape[0] != 2 * i:
+        raise ValueError(f"expected a 2-D weight with 2*intermediate_size = {2 * i} rows")
+    return w[:i].T, w[i:].T
+
+
 @dataclasses.dataclass(frozen=True)
 class Rule:
     hf: str
@@ -68,18 +84,30 @@ def _linear_rules(hf: str, ours: str, bias: bool = True) -> list[Rule]:
     return rules + ([_rule(f"{hf}.bias", f"{ours}.bias")] if bias else [])
 
 
-def _decoder_rules(norms: dict[str, str]) -> list[Rule]:
-    """Llama / Gemma / Gemma 2 layout under `model.`; `norms` maps HF norm names to ours."""
+def _decoder_rules(
+    norms: dict[str, str], qk_norm: bool = False, fused: bool = False, model: str = "model", lm_head: str = "lm_head"
+) -> list[Rule]:
+    """Llama-style layout under `model.` (or the prefix `model`); `norms` maps HF norm names to ours,
+    `qk_norm` adds self_attn.q_norm / k_norm, `fused` reads Phi-3's qkv_proj and gate_up_proj."""
     rules = [
-        _rule("model.embed_tokens.weight", "embed.embedding"),
-        _rule("model.norm.weight", "final_norm.scale"),
-        *_linear_rules("lm_head", "lm_head", bias=False),
+        _rule(f"{model}.embed_tokens.weight", "embed.embedding"),
+        _rule(f"{model}.norm.weight", "final_norm.scale"),
+        *_linear_rules(lm_head, "lm_head", bias=False),
     ]
-    for p in "qkvo":
-        rules += _linear_rules(f"model.layers.*.self_attn.{p}_proj", f"layers.*.attn.{p}_proj")
-    for p in ("gate", "up", "down"):
-        rules += _linear_rules(f"model.layers.*.mlp.{p}_proj", f"layers.*.mlp.{p}_proj")
-    rules += [_rule(f"model.layers.*.{hf}.weight", f"layers.*.{ours}.scale") for hf, ours in norms.items()]
+    attn, mlp = f"{model}.layers.*.self_attn", f"{model}.layers.*.mlp"
+    if fused:
+        q_k_v = tuple(f"layers.*.attn.{p}_proj.kernel" for p in "qkv")
+        rules += [_rule(f"{attn}.qkv_proj.weight", q_k_v, fused_qkv), *_linear_rules(f"{attn}.o_proj", "layers.*.attn.o_proj")]
+        gate_up = ("layers.*.mlp.gate_proj.kernel", "layers.*.mlp.up_proj.kernel")
+        rules += [_rule(f"{mlp}.gate_up_proj.weight", gate_up, fused_gate_up), *_linear_rules(f"{mlp}.down_proj", "layers.*.mlp.down_proj")]
+    else:
+        for p in "qkvo":
+            rules += _linear_rules(f"{attn}.{p}_proj", f"layers.*.attn.{p}_proj")
+        for p in ("gate", "up", "down"):
+            rules += _linear_rules(f"{mlp}.{p}_proj", f"layers.*.mlp.{p}_proj")
+    if qk_norm:
+        rules += [_rule(f"{attn}.{p}_norm.weight", f"layers.*.attn.{p}_norm.scale") for p in "qk"]
+    rules += [_rule(f"{model}.layers.*.{hf}.weight", f"layers.*.{ours}.scale") for hf, ours in norms.items()]
     return rules
 
 
@@ -90,6 +118,15 @@ _SANDWICH_NORMS = {
     "pre_feedforward_layernorm": "mlp_norm",
     "post_feedforward_layernorm": "mlp_out_norm",
 }
+
+_POST_NORMS = {"post_attention_layernorm": "attn_out_norm", "post_feedforward_layernorm": "mlp_out_norm"}
+
+# Gemma3ForConditionalGeneration: the language model under `language_model.model.` (files saved by
+# transformers, also transformers 5's save_pretrained) or `model.language_model.` (its module names).
+_GEMMA3_MULTIMODAL = [
+    *_decoder_rules(_SANDWICH_NORMS, qk_norm=True, model="language_model.model", lm_head="language_model.lm_head"),
+    *_decoder_rules(_SANDWICH_NORMS, qk_norm=True, model="model.language_model", lm_head="lm_head"),
+]
 
 _GPT_NEOX = [
     _rule("gpt_neox.embed_in.weight", "embed.embedding"),
@@ -122,16 +159,26 @@ KEYMAPS: dict[str, list[Rule]] = {
     "gemma": _decoder_rules(_PLAIN_NORMS),
     "gemma2": _decoder_rules(_SANDWICH_NORMS),
     "gpt_neox": _GPT_NEOX,
+    "qwen3": _decoder_rules(_PLAIN_NORMS, qk_norm=True),
+    "gemma3_text": _decoder_rules(_SANDWICH_NORMS, qk_norm=True),
+    "gemma3": _GEMMA3_MULTIMODAL,
+    "phi3": _decoder_rules(_PLAIN_NORMS, fused=True),
+    "olmo2": _decoder_rules(_POST_NORMS, qk_norm=True),
 }
 
 IGNORED = [
     re.compile(r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq"),
     re.compile(r"gpt_neox\.layers\.\d+\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)"),
 ]
+# Tensors of a checkpoint that are not part of the language model, skipped per model_type.
+SKIPPED = {"gemma3": re.compile(r"(model\.)?(vision_tower|multi_modal_projector)\..+")}
 
-# Where the unembedding lives when it is not tied.
-_LM_HEAD = {"gpt_neox": "embed_out.weight"}
-_EMBED = {"gpt_neox": "gpt_neox.embed_in.weight"}
+# Where the unembedding and the embedding live (any of the names), for tied checkpoints.
+_LM_HEAD = {"gpt_neox": ("embed_out.weight",), "gemma3": ("lm_head.weight", "language_model.lm_head.weight")}
+_EMBED = {
+    "gpt_neox": ("gpt_neox.embed_in.weight",),
+    "gemma3": ("language_model.model.embed_tokens.weight", "model.language_model.embed_tokens.weight"),
+}
 
 
 def hf_name(rules: list[Rule], ours: str) -> str:
@@ -161,17 +208,18 @@ def convert(
         raise ValueError(f"no key map for model_type {config.model_type!r}; supported: {sorted(KEYMAPS)}")
     rules = KEYMAPS[config.model_type]
     names = list(names)
-    lm_head = _LM_HEAD.get(config.model_type, "lm_head.weight")
-    embed = _EMBED.get(config.model_type, "model.embed_tokens.weight")
+    lm_heads = _LM_HEAD.get(config.model_type, ("lm_head.weight",))
+    embed = next((e for e in _EMBED.get(config.model_type, ("model.embed_tokens.weight",)) if e in names), None)
+    skipped = SKIPPED.get(config.model_type)
     params: dict[str, np.ndarray] = {}
     source: dict[str, str] = {}
     problems: list[str] = []
     unused: list[str] = []
     mismatched: set[str] = set()
     for name in names:
-        if any(p.fullmatch(name) for p in IGNORED):
+        if any(p.fullmatch(name) for p in IGNORED) or (skipped is not None and skipped.fullmatch(name)):
             continue
-        if config.tie_word_embeddings and name == lm_head and embed in names:
+        if config.tie_word_embeddings and name in lm_heads and embed is not None:
             if not np.array_equal(get(name), get(embed)):
                 problems.append(
                     f"tensor {name!r}: config has tie_word_embeddings=true but this unembedding differs from {embed!r}"

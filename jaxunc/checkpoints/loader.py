@@ -16,7 +16,8 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from jaxunc.checkpoints import keymaps
+from jaxunc.checkpoints import keymaps, special_tokens
+from jaxunc.checkpoints.special_tokens import SpecialTokens
 from jaxunc.checkpoints.safetensors_io import PICKLE_SUFFIXES, open_checkpoint, pickle_refusal, safetensors_files
 from jaxunc.models import CausalLM, ModelConfig, build_model, param_shapes
 from jaxunc.models.transformer import resolve_dtype
@@ -34,6 +35,8 @@ class LoadedModel:
     source: str  # "safetensors:<dir>" or "gguf:<file>"
     n_params: int
     content_key: str  # identity of the checkpoint files' content, dtype and key map (cache.entry_name)
+    # End-of-turn / stop ids and BOS behaviour the checkpoint declares (special_tokens.py).
+    special_tokens: SpecialTokens | None = None
 
 
 def load_model(
@@ -103,18 +106,19 @@ def _cached(files: list[pathlib.Path], config: ModelConfig, dtype_name: str, cac
     return params, key
 
 
-def _finish(cached, config: ModelConfig, tokenizer, source: str, dtype_name: str) -> LoadedModel:
+def _finish(cached, config: ModelConfig, tokenizer, source: str, dtype_name: str, special: SpecialTokens) -> LoadedModel:
     from jaxunc.checkpoints.cache import entry_name
 
     params, key = cached
     model = build_model(config, dtype=dtype_name, params=params)
     n_params = int(sum(math.prod(a.shape) for a in params.values()))
     return LoadedModel(model=model, tokenizer=tokenizer, config=config, source=source, n_params=n_params,
-                       content_key=entry_name(key))
+                       content_key=entry_name(key), special_tokens=special)
 
 
 def _load_hf_dir(directory: pathlib.Path, dtype_name: str, cache) -> LoadedModel:
-    config = ModelConfig.from_hf(_read_config(directory))
+    hf_config = _read_config(directory)
+    config = ModelConfig.from_hf(hf_config)
     files = safetensors_files(directory)
     tokenizer = _load_tokenizer(directory)
 
@@ -123,13 +127,15 @@ def _load_hf_dir(directory: pathlib.Path, dtype_name: str, cache) -> LoadedModel
             return _convert_fn(lambda: ckpt.names, ckpt.get, config, dtype_name)()
 
     cached = _cached([directory / "config.json", *files], config, dtype_name, cache, convert)
-    return _finish(cached, config, tokenizer, f"safetensors:{directory}", dtype_name)
+    special = special_tokens.from_hf_dir(directory, tokenizer, hf_config)
+    return _finish(cached, config, tokenizer, f"safetensors:{directory}", dtype_name, special)
 
 
 def _load_gguf(path: pathlib.Path, dtype_name: str, cache) -> LoadedModel:
     from jaxunc.checkpoints.gguf_io import read_gguf
 
     header = read_gguf(path, with_tensors=False)
+    special = special_tokens.from_gguf(header.metadata, header.tokenizer)
     config = ModelConfig.from_hf(header.config)
 
     def convert() -> dict[str, np.ndarray]:
@@ -137,4 +143,4 @@ def _load_gguf(path: pathlib.Path, dtype_name: str, cache) -> LoadedModel:
         return _convert_fn(lambda: list(tensors), tensors.__getitem__, config, dtype_name)()
 
     cached = _cached([path], config, dtype_name, cache, convert)
-    return _finish(cached, config, header.tokenizer, f"gguf:{path}", dtype_name)
+    return _finish(cached, config, header.tokenizer, f"gguf:{path}", dtype_name, special)

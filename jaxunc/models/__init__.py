@@ -1,7 +1,9 @@
-"""Flax NNX decoder-only language models: Llama-style, Gemma, Gemma 2, GPT-NeoX.
+"""Flax NNX decoder-only language models: Llama-style, Gemma, Gemma 2, Gemma 3, Qwen3, Phi-3, OLMo 2,
+GPT-NeoX.
 
 One model class (``CausalLM`` in transformer.py) built from shared layers (layers.py); each family module
-(llama.py, gemma.py, gemma2.py, gpt_neox.py) maps its HF config.json onto ``ModelConfig`` flags.
+(llama.py, qwen3.py, gemma.py, gemma2.py, gemma3.py, phi3.py, olmo2.py, gpt_neox.py) maps its HF
+config.json onto ``ModelConfig`` flags (docs/models.md has the table).
 
 Parameters, flattened: ``flat_params(model)`` / ``build_model(params=...)`` use a dict keyed by the
 module path joined with dots, e.g. ``"embed.embedding"``, ``"layers.0.attn.q_proj.kernel"`` (Linear
@@ -30,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxunc.models import gemma, gemma2, gpt_neox, llama
+from jaxunc.models import gemma, gemma2, gemma3, gpt_neox, llama, olmo2, phi3, qwen3
 from jaxunc.models.config import ModelConfig
 from jaxunc.models.transformer import CausalLM, KVCache, resolve_dtype
 
@@ -39,6 +41,10 @@ FAMILIES: dict[str, ModuleType] = {
     **{t: gemma for t in gemma.MODEL_TYPES},
     **{t: gemma2 for t in gemma2.MODEL_TYPES},
     **{t: gpt_neox for t in gpt_neox.MODEL_TYPES},
+    **{t: qwen3 for t in qwen3.MODEL_TYPES},
+    **{t: gemma3 for t in gemma3.MODEL_TYPES},
+    **{t: phi3 for t in phi3.MODEL_TYPES},
+    **{t: olmo2 for t in olmo2.MODEL_TYPES},
 }
 
 __all__ = [

@@ -1,17 +1,23 @@
 """ModelConfig: the architecture flags our Flax models read, built from an HF ``config.json`` dict.
 
 Families differ only by the flags below; ``ModelConfig.from_hf(d)`` dispatches on ``d["model_type"]`` to
-the family module's ``config_from_hf`` (llama.py, gemma.py, gemma2.py, gpt_neox.py), which reads both
-the transformers 5 spelling (``rope_parameters``) and the older one (``rope_theta``, ``rope_scaling``,
-``rotary_pct``, ``rotary_emb_base``) found in published checkpoints.
+the family module's ``config_from_hf`` (llama.py, gemma.py, gemma2.py, gemma3.py, gpt_neox.py, phi3.py,
+olmo2.py), which reads both the transformers 5 spelling (``rope_parameters``) and the older one
+(``rope_theta``, ``rope_scaling``, ``rotary_pct``, ``rotary_emb_base``) found in published checkpoints.
+Per-layer differences are data: ``layer_types[i]`` picks layer i's attention mask (full / sliding) and
+its RoPE table (``rope_for(layer_type)``), so a scanned or sharded model can carry them as arrays.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Literal
 
-NormKind = Literal["rms", "rms_one_plus", "layer"]
+NormKind = Literal["rms", "rms_f32", "rms_one_plus", "layer"]
+QKNorm = Literal["per_head", "full_width"]
+RopeType = Literal["default", "linear", "llama3", "longrope"]
+ROPE_TYPES = ("default", "linear", "llama3", "longrope")
 Activation = Literal["silu", "gelu_tanh", "gelu"]
 LayerType = Literal["full", "sliding"]
 
@@ -40,14 +46,21 @@ class ModelConfig:
     # Rotary embeddings: inv_freq = theta^(-2i/rotary_dim) over the first rotary_dim = int(head_dim * partial).
     rope_theta: float = 10000.0
     partial_rotary_factor: float = 1.0
-    rope_type: Literal["default", "linear", "llama3"] = "default"
+    rope_type: RopeType = "default"
     rope_factor: float = 1.0
     rope_low_freq_factor: float = 1.0
     rope_high_freq_factor: float = 4.0
     rope_original_max_position: int = 8192
     max_position_embeddings: int = 2048
+    # longrope (Phi-3 "su"): inv_freq_i / ext_i with ext = short_factor, or long_factor for a sequence longer
+    # than rope_original_max_position; cos and sin are multiplied by rope_attention_factor.
+    rope_short_factor: tuple[float, ...] | None = None
+    rope_long_factor: tuple[float, ...] | None = None
+    rope_attention_factor: float = 1.0
+    # Gemma 3: sliding layers use plain RoPE with this base (full layers the rope_* fields above).
+    sliding_rope_theta: float | None = None
     # Blocks.
-    norm_kind: NormKind = "rms"
+    norm_kind: NormKind = "rms"  # also the kind of the q/k norms
     norm_eps: float = 1e-6
     activation: Activation = "silu"
     gated_mlp: bool = True  # SwiGLU/GeGLU: down(act(gate(x)) * up(x)); else down(act(up(x)))
@@ -55,7 +68,11 @@ class ModelConfig:
     o_bias: bool = False
     mlp_bias: bool = False
     parallel_residual: bool = False  # GPT-NeoX: x + attn(ln1(x)) + mlp(ln2(x))
-    sandwich_norms: bool = False  # Gemma 2: extra norms on the attention and MLP outputs
+    sandwich_norms: bool = False  # Gemma 2/3: extra norms on the attention and MLP outputs
+    post_norms_only: bool = False  # OLMo 2: x += norm(attn(x)); x += norm(mlp(x)) (no input norms)
+    # q/k RMSNorm before RoPE: "per_head" over head_dim (Qwen3, Gemma 3), "full_width" over the whole
+    # projected width H*D / K*D (OLMo 2); None: no q/k norm.
+    qk_norm: QKNorm | None = None
     scale_embeddings: bool = False  # Gemma: h0 = embed * sqrt(hidden_size) (cast to the compute dtype)
     tie_word_embeddings: bool = False
     # Attention.
@@ -83,6 +100,23 @@ class ModelConfig:
             raise ValueError("layer_types has sliding layers but sliding_window is not set")
         if self.rotary_dim % 2:
             raise ValueError(f"rotary dimension {self.rotary_dim} must be even")
+        bad_types = sorted(set(self.layer_types) - {"full", "sliding"})
+        if bad_types:
+            raise ValueError(f"layer_types has entries {bad_types}; supported: ['full', 'sliding']")
+        if self.rope_type not in ROPE_TYPES:
+            raise ValueError(f"rope_type {self.rope_type!r} is not supported; supported: {', '.join(ROPE_TYPES)}")
+        if self.rope_type == "longrope":
+            for name in ("rope_short_factor", "rope_long_factor"):
+                factors = getattr(self, name)
+                if factors is None or len(factors) != self.rotary_dim // 2:
+                    got = "none" if factors is None else f"{len(factors)} entries"
+                    raise ValueError(
+                        f"longrope {name} must have rotary_dim / 2 = {self.rotary_dim // 2} entries, got {got}"
+                    )
+        if self.qk_norm not in (None, "per_head", "full_width"):
+            raise ValueError(f"qk_norm={self.qk_norm!r}; supported: None, 'per_head', 'full_width'")
+        if self.post_norms_only and (self.sandwich_norms or self.parallel_residual):
+            raise ValueError("post_norms_only excludes sandwich_norms and parallel_residual")
 
     @property
     def rotary_dim(self) -> int:
@@ -91,6 +125,16 @@ class ModelConfig:
     @property
     def attn_scale(self) -> float:
         return float(self.query_pre_attn_scalar or self.head_dim) ** -0.5
+
+    def rope_for(self, layer_type: LayerType) -> "ModelConfig":
+        """The config whose rope_* fields give the RoPE of layers of `layer_type` (Gemma 3: sliding layers
+        use plain RoPE with base sliding_rope_theta; every other case: this config)."""
+        if layer_type == "sliding" and self.sliding_rope_theta is not None:
+            return dataclasses.replace(
+                self, rope_theta=self.sliding_rope_theta, rope_type="default", rope_factor=1.0,
+                rope_short_factor=None, rope_long_factor=None, rope_attention_factor=1.0, sliding_rope_theta=None,
+            )
+        return self
 
     @staticmethod
     def from_hf(hf: dict[str, Any]) -> "ModelConfig":
@@ -110,11 +154,27 @@ class ModelConfig:
             raise ValueError(
                 f"unsupported model_type {model_type!r} in config.json; supported: {', '.join(sorted(FAMILIES))}"
             )
+        check_architectures(hf, getattr(FAMILIES[model_type], "ARCHITECTURES", ()))
         return FAMILIES[model_type].config_from_hf(hf)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Helpers shared by the family modules' config_from_hf.
+
+
+def check_architectures(hf: dict[str, Any], extra: tuple[str, ...] = ()) -> None:
+    """config.json `architectures`, when given, must name a causal LM (``*ForCausalLM``, ``*LMHeadModel``)
+    or one of the family's `extra` classes (Gemma 3's multimodal ``Gemma3ForConditionalGeneration``)."""
+    names = hf.get("architectures")
+    if not names:
+        return
+    ok = [a for a in names if isinstance(a, str) and (a.endswith(("ForCausalLM", "LMHeadModel")) or a in extra)]
+    if not ok:
+        supported = ", ".join(["*ForCausalLM", "*LMHeadModel", *extra])
+        raise ValueError(
+            f"unsupported architectures {names} in config.json (model_type {hf.get('model_type')!r}); "
+            f"supported: {supported}"
+        )
 
 
 def require(hf: dict[str, Any], key: str) -> Any:
@@ -129,18 +189,37 @@ def activation(name: str | None, field: str) -> Activation:
     return ACTIVATIONS[name]
 
 
-def rope_fields(hf: dict[str, Any], default_theta: float = 10000.0) -> dict[str, Any]:
-    """Rotary fields from ``rope_parameters`` (transformers 5) or ``rope_theta``/``rope_scaling`` (older)."""
+def _rope_type_field(params: dict[str, Any], scaling: dict[str, Any]) -> str:
+    """The config.json field the RoPE type was read from (for error messages)."""
+    for name, d in (("rope_parameters", params), ("rope_scaling", scaling)):
+        for key in ("rope_type", "type"):
+            if key in d:
+                return f"{name}.{key}"
+    return "rope_parameters.rope_type"
+
+
+def rope_fields(
+    hf: dict[str, Any], default_theta: float = 10000.0, type_aliases: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Rotary fields from ``rope_parameters`` (transformers 5) or ``rope_theta``/``rope_scaling`` (older).
+
+    `type_aliases` renames declared types (Phi-3: "su" and "yarn" mean "longrope", as in transformers).
+    longrope: factor defaults to max_position_embeddings / original_max_position_embeddings and the
+    attention factor to sqrt(1 + ln(factor) / ln(original)) (1 when factor <= 1); the top-level
+    ``original_max_position_embeddings`` (Phi-3) wins over the one inside the RoPE dict.
+    """
     params = dict(hf.get("rope_parameters") or {})
     scaling = dict(hf.get("rope_scaling") or {})
     merged = {**scaling, **params}
     theta = merged.get("rope_theta", hf.get("rope_theta", hf.get("rotary_emb_base", default_theta)))
     partial = merged.get("partial_rotary_factor", hf.get("partial_rotary_factor", hf.get("rotary_pct", 1.0)))
     rope_type = merged.get("rope_type", merged.get("type", "default"))
+    rope_type = (type_aliases or {}).get(rope_type, rope_type)
+    max_pos = int(hf.get("max_position_embeddings") or 2048)
     out: dict[str, Any] = {
         "rope_theta": float(theta),
         "partial_rotary_factor": float(partial),
-        "max_position_embeddings": int(hf.get("max_position_embeddings") or 2048),
+        "max_position_embeddings": max_pos,
     }
     if rope_type == "default":
         out["rope_type"] = "default"
@@ -152,12 +231,32 @@ def rope_fields(hf: dict[str, Any], default_theta: float = 10000.0) -> dict[str,
             rope_factor=float(merged["factor"]),
             rope_low_freq_factor=float(merged["low_freq_factor"]),
             rope_high_freq_factor=float(merged["high_freq_factor"]),
-            rope_original_max_position=int(
-                merged.get("original_max_position_embeddings", out["max_position_embeddings"])
-            ),
+            rope_original_max_position=int(merged.get("original_max_position_embeddings", max_pos)),
+        )
+    elif rope_type == "longrope":
+        original = int(hf.get("original_max_position_embeddings") or merged.get("original_max_position_embeddings")
+                       or max_pos)
+        factor = float(merged.get("factor") or max_pos / original)
+        attention = merged.get("attention_factor")
+        if attention is None:
+            attention = 1.0 if factor <= 1.0 else math.sqrt(1.0 + math.log(factor) / math.log(original))
+        for key in ("short_factor", "long_factor"):
+            if not isinstance(merged.get(key), (list, tuple)):
+                raise ValueError(f"config.json rope_scaling/rope_parameters: longrope needs a list `{key}`")
+        out.update(
+            rope_type="longrope",
+            rope_factor=factor,
+            rope_original_max_position=original,
+            rope_short_factor=tuple(float(x) for x in merged["short_factor"]),
+            rope_long_factor=tuple(float(x) for x in merged["long_factor"]),
+            rope_attention_factor=float(attention),
         )
     else:
-        raise ValueError(f"unsupported RoPE type {rope_type!r}; supported: default, linear, llama3")
+        supported = ", ".join(ROPE_TYPES + tuple(type_aliases or ()))
+        raise ValueError(
+            f"unsupported RoPE type {rope_type!r} in config.json field {_rope_type_field(params, scaling)}; "
+            f"supported: {supported}"
+        )
     return out
 
 

@@ -49,11 +49,16 @@ class Embed(nnx.Module):
 
 
 class RMSNorm(nnx.Module):
-    """y = x / sqrt(mean(x^2) + eps) * w (Llama: cast to dtype, then * w) or * (1 + w) (Gemma, in float32)."""
+    """y = x / sqrt(mean(x^2) + eps) * w over the last axis, y computed in float32. Then: Llama casts y to
+    the activation dtype and multiplies by w; `weight_f32` (OLMo 2) multiplies in float32 and casts;
+    `one_plus` (Gemma) multiplies by (1 + w) in float32 and casts."""
 
-    def __init__(self, dim: int, *, eps: float, one_plus: bool, dtype: jnp.dtype, rngs: nnx.Rngs | None):
+    def __init__(
+        self, dim: int, *, eps: float, one_plus: bool, dtype: jnp.dtype, rngs: nnx.Rngs | None, weight_f32: bool = False
+    ):
         self.eps = eps
         self.one_plus = one_plus
+        self.weight_f32 = weight_f32
         init = nnx.initializers.zeros_init() if one_plus else nnx.initializers.ones_init()
         self.scale = make_param(rngs, init, (dim,), dtype)
 
@@ -62,6 +67,8 @@ class RMSNorm(nnx.Module):
         y = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
         if self.one_plus:
             return (y * (1.0 + self.scale[...].astype(F32))).astype(x.dtype)
+        if self.weight_f32:
+            return (y * self.scale[...].astype(F32)).astype(x.dtype)
         return self.scale[...] * y.astype(x.dtype)
 
 
@@ -81,29 +88,35 @@ class LayerNorm(nnx.Module):
         return (y * self.scale[...].astype(F32) + self.bias[...].astype(F32)).astype(x.dtype)
 
 
-def make_norm(cfg: ModelConfig, dtype: jnp.dtype, rngs: nnx.Rngs | None) -> RMSNorm | LayerNorm:
+def make_norm(cfg: ModelConfig, dtype: jnp.dtype, rngs: nnx.Rngs | None, dim: int | None = None) -> RMSNorm | LayerNorm:
+    """The config's norm over `dim` features (default hidden_size)."""
+    dim = cfg.hidden_size if dim is None else dim
     if cfg.norm_kind == "layer":
-        return LayerNorm(cfg.hidden_size, eps=cfg.norm_eps, dtype=dtype, rngs=rngs)
+        return LayerNorm(dim, eps=cfg.norm_eps, dtype=dtype, rngs=rngs)
     one_plus = cfg.norm_kind == "rms_one_plus"
-    return RMSNorm(cfg.hidden_size, eps=cfg.norm_eps, one_plus=one_plus, dtype=dtype, rngs=rngs)
+    return RMSNorm(dim, eps=cfg.norm_eps, one_plus=one_plus, dtype=dtype, rngs=rngs, weight_f32=cfg.norm_kind == "rms_f32")
 
 
 # ---------------------------------------------------------------------------------------------------
 # Rotary position embeddings (the "rotate half" layout of Llama / GPT-NeoX).
 
 
-def inverse_frequencies(cfg: ModelConfig) -> np.ndarray:
+def inverse_frequencies(cfg: ModelConfig, long: bool = False) -> np.ndarray:
     """float64 inv_freq_i = theta^(-2i / r), i < r/2, r = rotary_dim; then the configured scaling.
 
     llama3 scaling (Llama 3.1): with wavelength w = 2 pi / f and old context C, frequencies with
     w > C / low_freq_factor are divided by `factor`, those with w < C / high_freq_factor are kept, and in
     between f <- (1 - s) f / factor + s f with s = (C / w - low) / (high - low).
     linear scaling divides all frequencies by `factor`.
+    longrope (Phi-3): f_i <- f_i / ext_i with ext = rope_long_factor if `long` else rope_short_factor.
     """
     r = cfg.rotary_dim
     inv = 1.0 / (cfg.rope_theta ** (np.arange(0, r, 2, dtype=np.float64) / r))
     if cfg.rope_type == "linear":
         inv = inv / cfg.rope_factor
+    elif cfg.rope_type == "longrope":
+        ext = cfg.rope_long_factor if long else cfg.rope_short_factor
+        inv = inv / np.asarray(ext, dtype=np.float64)
     elif cfg.rope_type == "llama3":
         factor, low, high = cfg.rope_factor, cfg.rope_low_freq_factor, cfg.rope_high_freq_factor
         old = cfg.rope_original_max_position
@@ -127,8 +140,27 @@ def rotary_cos_sin(positions: jax.Array, cfg: ModelConfig, dtype: jnp.dtype) -> 
     and moved SmolLM2 logits by up to 1.8e-4). The integer position is split into base-256 digits
     p = sum_j d_j 256^j (j < 4); cos/sin of d_j 256^j inv_freq come from float64-computed tables and are
     combined with the angle-addition formulas, so each result is within a few float32 ulps of exact.
+
+    longrope: a row whose sequence so far is longer than rope_original_max_position (max position + 1 >
+    C, transformers' rule per forward call) uses the long factors, every other row the short ones; both
+    are then multiplied by rope_attention_factor. Keys already in a KV cache keep the rotation they were
+    written with (transformers instead recomputes the whole cache once when a decode crosses C).
     """
-    inv = inverse_frequencies(cfg)
+    if cfg.rope_type == "longrope":
+        cos_s, sin_s = _exact_cos_sin(positions, inverse_frequencies(cfg, long=False))
+        cos_l, sin_l = _exact_cos_sin(positions, inverse_frequencies(cfg, long=True))
+        is_long = (jnp.max(positions, axis=-1, keepdims=True) + 1 > cfg.rope_original_max_position)[..., None]
+        scale = jnp.asarray(cfg.rope_attention_factor, F32)
+        cos = jnp.where(is_long, cos_l, cos_s) * scale
+        sin = jnp.where(is_long, sin_l, sin_s) * scale
+    else:
+        cos, sin = _exact_cos_sin(positions, inverse_frequencies(cfg))
+    cos, sin = jnp.concatenate([cos, cos], axis=-1), jnp.concatenate([sin, sin], axis=-1)
+    return cos.astype(dtype), sin.astype(dtype)
+
+
+def _exact_cos_sin(positions: jax.Array, inv: np.ndarray) -> tuple[jax.Array, jax.Array]:
+    """float32 cos/sin of positions * inv [..., r/2] from base-256 digit tables (see rotary_cos_sin)."""
     base = 1 << ROPE_DIGIT_BITS
     pos = positions.astype(jnp.int32)
     cos = sin = None
@@ -138,8 +170,7 @@ def rotary_cos_sin(positions: jax.Array, cfg: ModelConfig, dtype: jnp.dtype) -> 
         c = jnp.take(jnp.asarray(np.cos(angles), F32), digit, axis=0)
         s = jnp.take(jnp.asarray(np.sin(angles), F32), digit, axis=0)
         cos, sin = (c, s) if cos is None else (cos * c - sin * s, sin * c + cos * s)
-    cos, sin = jnp.concatenate([cos, cos], axis=-1), jnp.concatenate([sin, sin], axis=-1)
-    return cos.astype(dtype), sin.astype(dtype)
+    return cos, sin
 
 
 def apply_rotary(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
@@ -195,7 +226,12 @@ def _linear(n_in: int, n_out: int, bias: bool, dtype: jnp.dtype, rngs: nnx.Rngs 
 
 
 class Attention(nnx.Module):
-    """Multi-head attention with GQA, RoPE (full or partial), optional q/k/v/o biases and soft-capping."""
+    """Multi-head attention with GQA, RoPE (full or partial), optional q/k/v/o biases and soft-capping.
+
+    qk_norm (the config's norm kind, before RoPE): "per_head" normalises each head's D features with
+    q_norm / k_norm scales of size D (Qwen3, Gemma 3); "full_width" normalises the whole projection,
+    scales of size H*D and K*D (OLMo 2).
+    """
 
     def __init__(self, cfg: ModelConfig, layer_idx: int, *, dtype: jnp.dtype, rngs: nnx.Rngs | None):
         hd, h, kv = cfg.head_dim, cfg.num_heads, cfg.num_kv_heads
@@ -207,6 +243,11 @@ class Attention(nnx.Module):
         self.k_proj = _linear(cfg.hidden_size, kv * hd, cfg.qkv_bias, dtype, rngs)
         self.v_proj = _linear(cfg.hidden_size, kv * hd, cfg.qkv_bias, dtype, rngs)
         self.o_proj = _linear(h * hd, cfg.hidden_size, cfg.o_bias, dtype, rngs)
+        self.qk_norm = cfg.qk_norm
+        if cfg.qk_norm is not None:
+            per_head = cfg.qk_norm == "per_head"
+            self.q_norm = make_norm(cfg, dtype, rngs, hd if per_head else h * hd)
+            self.k_norm = make_norm(cfg, dtype, rngs, hd if per_head else kv * hd)
 
     def __call__(
         self,
@@ -221,9 +262,14 @@ class Attention(nnx.Module):
         columns [col, col + L) and attention runs over all M columns (masked by `allowed` [B, L, M]).
         """
         b, length, _ = x.shape
-        q = self.q_proj(x).reshape(b, length, self.num_heads, self.head_dim)
-        k = self.k_proj(x).reshape(b, length, self.num_kv_heads, self.head_dim)
+        q, k = self.q_proj(x), self.k_proj(x)
+        if self.qk_norm == "full_width":
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = q.reshape(b, length, self.num_heads, self.head_dim)
+        k = k.reshape(b, length, self.num_kv_heads, self.head_dim)
         v = self.v_proj(x).reshape(b, length, self.num_kv_heads, self.head_dim)
+        if self.qk_norm == "per_head":
+            q, k = self.q_norm(q), self.k_norm(k)
         cos, sin = rope
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         new_cache = None
@@ -259,17 +305,26 @@ class MLP(nnx.Module):
 
 
 class DecoderLayer(nnx.Module):
-    """Pre-norm block. Sequential: x += attn(n1(x)); x += mlp(n2(x)) (Gemma 2 also norms each output).
-    Parallel (GPT-NeoX): x = mlp(n2(x)) + attn(n1(x)) + x."""
+    """One block; the norms around attention and MLP are set by flags (n_in: attn_norm / mlp_norm,
+    n_out: attn_out_norm / mlp_out_norm).
+
+    Sequential pre-norm (Llama): x += attn(n_in(x)); x += mlp(n_in(x)).
+    sandwich_norms (Gemma 2/3): x += n_out(attn(n_in(x))); x += n_out(mlp(n_in(x))).
+    post_norms_only (OLMo 2): x += n_out(attn(x)); x += n_out(mlp(x)).
+    parallel_residual (GPT-NeoX): x = mlp(n_in(x)) + attn(n_in(x)) + x.
+    """
 
     def __init__(self, cfg: ModelConfig, layer_idx: int, *, dtype: jnp.dtype, rngs: nnx.Rngs | None):
         self.parallel = cfg.parallel_residual
-        self.sandwich = cfg.sandwich_norms
-        self.attn_norm = make_norm(cfg, dtype, rngs)
+        self.pre_norms = not cfg.post_norms_only
+        self.post_norms = cfg.sandwich_norms or cfg.post_norms_only
+        if self.pre_norms:
+            self.attn_norm = make_norm(cfg, dtype, rngs)
         self.attn = Attention(cfg, layer_idx, dtype=dtype, rngs=rngs)
-        self.mlp_norm = make_norm(cfg, dtype, rngs)
+        if self.pre_norms:
+            self.mlp_norm = make_norm(cfg, dtype, rngs)
         self.mlp = MLP(cfg, dtype=dtype, rngs=rngs)
-        if cfg.sandwich_norms:
+        if self.post_norms:
             self.attn_out_norm = make_norm(cfg, dtype, rngs)
             self.mlp_out_norm = make_norm(cfg, dtype, rngs)
 
@@ -278,13 +333,13 @@ class DecoderLayer(nnx.Module):
         return self.attn.sliding
 
     def __call__(self, x, rope, allowed, cache=None):
-        a, new_cache = self.attn(self.attn_norm(x), rope, allowed, cache)
+        a, new_cache = self.attn(self.attn_norm(x) if self.pre_norms else x, rope, allowed, cache)
         if self.parallel:
             return self.mlp(self.mlp_norm(x)) + a + x, new_cache
-        if self.sandwich:
+        if self.post_norms:
             a = self.attn_out_norm(a)
         x = x + a
-        m = self.mlp(self.mlp_norm(x))
-        if self.sandwich:
+        m = self.mlp(self.mlp_norm(x) if self.pre_norms else x)
+        if self.post_norms:
             m = self.mlp_out_norm(m)
         return x + m, new_cache

@@ -88,13 +88,21 @@ class CausalLM(nnx.Module):
             h = h * jnp.asarray(math.sqrt(self.config.hidden_size), dtype=self.dtype)
         return h
 
-    def _masks(self, allowed: jax.Array, q_pos: jax.Array, k_pos: jax.Array) -> dict[bool, jax.Array]:
-        """{sliding?: allowed [B, L, S]}; sliding layers also require q_pos - k_pos < window."""
-        masks = {False: allowed}
+    def _masks(self, allowed: jax.Array, q_pos: jax.Array, k_pos: jax.Array) -> dict[str, jax.Array]:
+        """{layer type: allowed [B, L, S]}; "sliding" layers also require q_pos - k_pos < window."""
+        masks = {"full": allowed}
         if self.config.sliding_window and "sliding" in self.config.layer_types:
             near = (q_pos[:, :, None] - k_pos[:, None, :]) < self.config.sliding_window
-            masks[True] = allowed & near
+            masks["sliding"] = allowed & near
         return masks
+
+    def _ropes(self, positions: jax.Array) -> dict[str, tuple[jax.Array, jax.Array]]:
+        """{layer type: (cos, sin)}: one table per distinct RoPE (Gemma 3: local vs global layers)."""
+        cfg, ropes = self.config, {}
+        for kind in dict.fromkeys(cfg.layer_types):
+            same = [t for t in ropes if cfg.rope_for(t) == cfg.rope_for(kind)]
+            ropes[kind] = ropes[same[0]] if same else rotary_cos_sin(positions, cfg.rope_for(kind), self.dtype)
+        return ropes
 
     def _unembed(self, h: jax.Array) -> jax.Array:
         """h [..., hidden] -> float32 logits [..., V] (final norm, unembedding, optional soft-cap)."""
@@ -111,11 +119,12 @@ class CausalLM(nnx.Module):
     def _trunk(self, input_ids, positions, masks, cache=None, col=None, collect=False):
         """Run all layers; returns (final hidden [B, L, hidden], new (k, v) per layer, all hidden states)."""
         h = self._embed(input_ids)
-        rope = rotary_cos_sin(positions, self.config, self.dtype)
+        ropes = self._ropes(positions)
         new_k, new_v, states = [], [], [h]
         for i, layer in enumerate(self.layers):
+            kind = self.config.layer_types[i]  # per-layer data: picks the mask and the RoPE table
             layer_cache = None if cache is None else (cache.k[i], cache.v[i], col)
-            h, kv = layer(h, rope, masks[layer.sliding], layer_cache)
+            h, kv = layer(h, ropes[kind], masks[kind], layer_cache)
             if kv is not None:
                 new_k.append(kv[0])
                 new_v.append(kv[1])
