@@ -62,6 +62,8 @@ def base_config(
     config.output_dir = ""
     config.engine = ml_collections.ConfigDict(dict(
         batch_size=8, buckets="64,128,192,256,320,384,512,768,1024,2048", chunk_size=64,
+        # Device mesh "axis:size,..." over data (rows) and model (tensor parallel); -1 = the rest.
+        mesh="data:-1,model:1",
         nucleus="inclusive", max_new_tokens=100,
         # True: items scored one by one inside the step, bit-identical for any batch size or bucket;
         # False: one batched forward, ~20% faster on CPU, float32 noise (~5e-5) across batch sizes.

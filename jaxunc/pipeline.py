@@ -29,7 +29,7 @@ from jaxunc.engine.batching import parse_buckets
 from jaxunc.engine.chunked import process_items, wait_for_all
 from jaxunc.engine.decode import make_generate
 from jaxunc.engine.lock import OutputLock
-from jaxunc.engine.mesh import check_batch_size, make_data_mesh
+from jaxunc.engine.mesh import check_batch_size, make_mesh
 from jaxunc.engine.scoring import make_score_step
 from jaxunc.engine.store import (KEY_COLUMNS, ChunkStore, SettingsConflict, conflict_message, read_manifest,
                                  write_parquet_atomic)
@@ -357,7 +357,7 @@ def _run_locked(config, tasks, hosts, out: Path, plans: list[DatasetRun]) -> dic
     timings["load_model"] = time.perf_counter() - t0
     content = provenance.run_content(loaded)
 
-    mesh = make_data_mesh(jax.local_devices())  # each host scores its own items on its own devices
+    mesh = make_mesh(config.engine.mesh)  # each host scores its own items on its own devices
     check_batch_size(config.engine.batch_size, mesh)
     engines = {}
     if "mcqa" in tasks:

@@ -20,7 +20,7 @@ from jaxunc.configs import load_config_file
 from jaxunc.engine.batching import left_pad
 from jaxunc.engine.decode import make_generate
 from jaxunc.engine.freeresponse import answer_masks
-from jaxunc.engine.mesh import make_data_mesh
+from jaxunc.engine.mesh import make_mesh
 from jaxunc.pipeline import run
 from tiny_checkpoints import bpe_tokenizer, save_family_checkpoint
 
@@ -54,7 +54,7 @@ def test_decode_matches_full_forward_and_sequence_measures(loaded):
     tok = loaded.tokenizer
     prompts = [tok(p, add_special_tokens=False)["input_ids"] for p in PROMPTS]
     ids, mask = left_pad(prompts, 32, tok.pad_token_id)
-    generate = make_generate(loaded.model, make_data_mesh(), max_new_tokens=STEPS, eos_ids=[])
+    generate = make_generate(loaded.model, make_mesh(), max_new_tokens=STEPS, eos_ids=[])
     gen = generate(ids, mask)
     assert gen.tokens.shape == (3, STEPS) and gen.hit_cap.all() and (gen.steps == STEPS).all()
 
@@ -72,7 +72,7 @@ def test_decode_matches_full_forward_and_sequence_measures(loaded):
 
     # The first EOS ends the answer: make row 0's third token an end-of-sequence id.
     eos = int(gen.tokens[0, 2])
-    stopped = make_generate(loaded.model, make_data_mesh(), max_new_tokens=STEPS, eos_ids=[eos])(ids, mask)
+    stopped = make_generate(loaded.model, make_mesh(), max_new_tokens=STEPS, eos_ids=[eos])(ids, mask)
     assert stopped.steps[0] == 3 and not stopped.hit_cap[0]
     np.testing.assert_array_equal(stopped.tokens[0, :3], gen.tokens[0, :3])
 

@@ -24,6 +24,7 @@ function use ``nnx.merge(jm.graphdef, state)`` and call the model's methods.
 from __future__ import annotations
 
 import dataclasses
+import re
 from types import ModuleType
 from typing import Any, Callable, Mapping
 
@@ -34,7 +35,9 @@ from flax import nnx
 
 from jaxunc.models import gemma, gemma2, gemma3, gpt_neox, llama, olmo2, phi3, qwen3
 from jaxunc.models.config import ModelConfig
-from jaxunc.models.transformer import CausalLM, KVCache, resolve_dtype
+from jaxunc.models.transformer import CausalLM, KVCache, PrefixKV, resolve_dtype
+
+_LAYER = re.compile(r"layers\.(\d+)\.(.+)")
 
 FAMILIES: dict[str, ModuleType] = {
     **{t: llama for t in llama.MODEL_TYPES},
@@ -52,10 +55,13 @@ __all__ = [
     "CausalLM",
     "JittedModel",
     "KVCache",
+    "PrefixKV",
     "ModelConfig",
     "build_model",
     "flat_params",
     "param_shapes",
+    "split_layer_name",
+    "stacked_shapes",
 ]
 
 
@@ -67,15 +73,41 @@ def _abstract(config: ModelConfig, dtype: str | jnp.dtype) -> tuple[nnx.GraphDef
     return nnx.split(CausalLM(config, dtype=dtype, rngs=None))
 
 
-def param_shapes(config: ModelConfig, dtype: str | jnp.dtype = "float32") -> dict[str, jax.ShapeDtypeStruct]:
-    """Flat parameter name -> ShapeDtypeStruct, without allocating the parameters."""
+def split_layer_name(name: str) -> tuple[str, int | None]:
+    """'layers.3.attn.q_proj.kernel' -> ('layers.attn.q_proj.kernel', 3); other names -> (name, None)."""
+    m = _LAYER.fullmatch(name)
+    return (f"layers.{m.group(2)}", int(m.group(1))) if m else (name, None)
+
+
+def stacked_shapes(config: ModelConfig, dtype: str | jnp.dtype = "float32") -> dict[str, jax.ShapeDtypeStruct]:
+    """The model's own parameter paths -> ShapeDtypeStruct; layer parameters lead with [num_layers]."""
     _, state = _abstract(config, dtype)
     return {k: v.get_value() for k, v in _flatten(state).items()}
 
 
+def param_shapes(config: ModelConfig, dtype: str | jnp.dtype = "float32") -> dict[str, jax.ShapeDtypeStruct]:
+    """Flat (per-layer) parameter name -> ShapeDtypeStruct, without allocating the parameters."""
+    out = {}
+    for path, s in stacked_shapes(config, dtype).items():
+        if path.startswith("layers."):
+            rest = path[len("layers."):]
+            out.update({f"layers.{i}.{rest}": jax.ShapeDtypeStruct(s.shape[1:], s.dtype) for i in range(s.shape[0])})
+        else:
+            out[path] = s
+    return out
+
+
 def flat_params(model: CausalLM) -> dict[str, jax.Array]:
     """The model's parameters as a flat dict (see module docstring for the key format)."""
-    return {k: v.get_value() for k, v in _flatten(nnx.state(model, nnx.Param)).items()}
+    out = {}
+    for path, var in _flatten(nnx.state(model, nnx.Param)).items():
+        value = var.get_value()
+        if path.startswith("layers."):
+            rest = path[len("layers."):]
+            out.update({f"layers.{i}.{rest}": value[i] for i in range(value.shape[0])})
+        else:
+            out[path] = value
+    return out
 
 
 def build_model(
@@ -84,30 +116,39 @@ def build_model(
     dtype: str | jnp.dtype = "float32",
     rngs: nnx.Rngs | None = None,
     params: Mapping[str, Any] | None = None,
+    scan_layers: bool = True,
 ) -> CausalLM:
     """A model for `config`: random init from `rngs`, or filled from flat `params` (no random init).
 
     `params` must hold exactly the keys of ``param_shapes(config, dtype)`` with those shapes (arrays are
-    cast to the model dtype); otherwise ValueError naming the missing / unexpected / mis-shaped keys.
+    cast to the model dtype and the layers' stacked); otherwise ValueError naming the missing /
+    unexpected / mis-shaped keys.
     """
     if params is None:
-        return CausalLM(config, dtype=dtype, rngs=rngs if rngs is not None else nnx.Rngs(0))
+        return CausalLM(config, dtype=dtype, rngs=rngs if rngs is not None else nnx.Rngs(0), scan_layers=scan_layers)
     if rngs is not None:
         raise ValueError("pass either rngs (random init) or params, not both")
     dt = resolve_dtype(dtype)
-    graphdef, state = _abstract(config, dt)
-    flat = _flatten(state)
-    missing = sorted(set(flat) - set(params))
-    unexpected = sorted(set(params) - set(flat))
+    expected = param_shapes(config, dt)
+    missing = sorted(set(expected) - set(params))
+    unexpected = sorted(set(params) - set(expected))
     if missing or unexpected:
         raise ValueError(f"params do not match the model: missing {missing}, unexpected {unexpected}")
-    for name, var in flat.items():
-        want = var.get_value().shape
+    for name, want in expected.items():
         got = tuple(np.shape(params[name]))
-        if got != tuple(want):
-            raise ValueError(f"parameter {name}: expected shape {tuple(want)}, got {got}")
-        var.set_value(jnp.asarray(params[name], dtype=dt))
-    return nnx.merge(graphdef, state)  # the flat view shares the Variables of `state`
+        if got != tuple(want.shape):
+            raise ValueError(f"parameter {name}: expected shape {tuple(want.shape)}, got {got}")
+    graphdef, state = _abstract(config, dt)
+    for path, var in _flatten(state).items():
+        if path.startswith("layers."):
+            rest = path[len("layers."):]
+            value = np.stack([np.asarray(params[f"layers.{i}.{rest}"]) for i in range(config.num_layers)])
+        else:
+            value = params[path]
+        var.set_value(jnp.asarray(value, dtype=dt))
+    model = nnx.merge(graphdef, state)
+    model.scan_layers = scan_layers
+    return model
 
 
 @dataclasses.dataclass

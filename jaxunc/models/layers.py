@@ -7,14 +7,41 @@ Norms and softmax run in float32 and cast back to the activation dtype.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxunc.models.config import ModelConfig
 
 F32 = jnp.float32
+ATTENTION_IMPLS = ("xla", "jax")
+
+# The mesh activations are laid out on while a model is traced (None: no hints, one device).
+_ACTIVATION_MESH: contextvars.ContextVar = contextvars.ContextVar("activation_mesh", default=None)
+
+
+@contextlib.contextmanager
+def activation_mesh(mesh):
+    """Within this context, `constrain` lays activations out on `mesh` (batch rows over `data`)."""
+    token = _ACTIVATION_MESH.set(mesh)
+    try:
+        yield
+    finally:
+        _ACTIVATION_MESH.reset(token)
+
+
+def constrain(x: jax.Array, *spec) -> jax.Array:
+    """A sharding hint for x (a PartitionSpec over the mesh axes) when tracing under activation_mesh."""
+    mesh = _ACTIVATION_MESH.get()
+    if mesh is None:
+        return x
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec(*spec)))
 
 
 def make_param(rngs: nnx.Rngs | None, init: nnx.Initializer, shape: tuple[int, ...], dtype: jnp.dtype) -> nnx.Param:
@@ -195,16 +222,28 @@ def attend(
     *,
     scale: float,
     softcap: float | None,
+    impl: str = "xla",
 ) -> jax.Array:
     """softmax(cap(q k^T * scale) masked) v with grouped-query heads.
 
-    q [B, L, H, D], k/v [B, S, K, D], allowed bool [B, L, S]. Scores and softmax in float32
-    (cap(s) = c * tanh(s / c) when softcap is set), probabilities cast to v's dtype. Returns [B, L, H*D].
-    Rows with no allowed key (padding queries) get a uniform average instead of NaN.
-    Layout: the G = H / K query heads sharing a key head are stacked along the query axis, so each
-    (batch, key head) is one [G*L, D] x [D, S] matmul (no repeated keys; the attention alone is ~1.9x
-    faster on XLA:CPU than batching over (K, G) separately at B=8, L=250).
+    q [B, L, H, D], k/v [B, S, K, D], allowed bool [B, L, S]. Returns [B, L, H*D]. impl "xla": the
+    function below (scores and softmax in float32, probabilities cast to v's dtype); "jax":
+    `jax.nn.dot_product_attention` (cuDNN's fused kernel on GPU where it applies; no soft-capping,
+    so soft-capped models always take "xla"). A query with no allowed key (padding) attends to
+    every key uniformly ("xla") or to key 0 ("jax"): finite either way, and never read.
     """
+    if impl == "jax" and softcap is None:
+        no_key = ~jnp.any(allowed, axis=-1, keepdims=True)
+        mask = allowed | (no_key & (jnp.arange(allowed.shape[-1]) == 0))
+        out = jax.nn.dot_product_attention(q, k.astype(q.dtype), v.astype(q.dtype), mask=mask[:, None], scale=scale)
+        return out.reshape(*q.shape[:2], -1)
+    return attend_xla(q, k, v, allowed, scale=scale, softcap=softcap)
+
+
+def attend_xla(q, k, v, allowed, *, scale: float, softcap: float | None) -> jax.Array:
+    """attend's "xla" path. Layout: the G = H / K query heads sharing a key head are stacked along
+    the query axis, so each (batch, key head) is one [G*L, D] x [D, S] matmul (no repeated keys; the
+    attention alone is ~1.9x faster on XLA:CPU than batching over (K, G) separately at B=8, L=250)."""
     b, length, h, d = q.shape
     s_len, kv_heads = k.shape[1], k.shape[2]
     g = h // kv_heads
@@ -221,6 +260,15 @@ def attend(
     return out.transpose(0, 3, 1, 2, 4).reshape(b, length, h * d)
 
 
+# kv(k_new [B, L, K, D], v_new) -> (keys, values) to attend over: the new ones alone, after a shared
+# prefix, or written into a KV cache (the model's trunk provides it; see CausalLM._trunk).
+KVFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+
+
+def _own_kv(k: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return k, v
+
+
 def _linear(n_in: int, n_out: int, bias: bool, dtype: jnp.dtype, rngs: nnx.Rngs | None) -> Linear:
     return Linear(n_in, n_out, bias=bias, dtype=dtype, rngs=rngs)
 
@@ -233,12 +281,11 @@ class Attention(nnx.Module):
     scales of size H*D and K*D (OLMo 2).
     """
 
-    def __init__(self, cfg: ModelConfig, layer_idx: int, *, dtype: jnp.dtype, rngs: nnx.Rngs | None):
+    def __init__(self, cfg: ModelConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs | None):
         hd, h, kv = cfg.head_dim, cfg.num_heads, cfg.num_kv_heads
         self.num_heads, self.num_kv_heads, self.head_dim = h, kv, hd
         self.scale = cfg.attn_scale
         self.softcap = cfg.attn_logit_softcap
-        self.sliding = cfg.layer_types[layer_idx] == "sliding"
         self.q_proj = _linear(cfg.hidden_size, h * hd, cfg.qkv_bias, dtype, rngs)
         self.k_proj = _linear(cfg.hidden_size, kv * hd, cfg.qkv_bias, dtype, rngs)
         self.v_proj = _linear(cfg.hidden_size, kv * hd, cfg.qkv_bias, dtype, rngs)
@@ -254,13 +301,11 @@ class Attention(nnx.Module):
         x: jax.Array,
         rope: tuple[jax.Array, jax.Array],
         allowed: jax.Array,
-        cache: tuple[jax.Array, jax.Array, jax.Array] | None = None,
-    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
-        """x [B, L, hidden] -> ([B, L, hidden], updated (k, v) cache or None).
-
-        `cache` = (k [B, M, K, D], v [B, M, K, D], write column): the new keys/values are written at
-        columns [col, col + L) and attention runs over all M columns (masked by `allowed` [B, L, M]).
-        """
+        kv: KVFn = _own_kv,
+        impl: str = "xla",
+    ) -> jax.Array:
+        """x [B, L, hidden] -> [B, L, hidden]; queries attend over kv(new keys, new values), masked by
+        `allowed` [B, L, S]."""
         b, length, _ = x.shape
         q, k = self.q_proj(x), self.k_proj(x)
         if self.qk_norm == "full_width":
@@ -272,14 +317,9 @@ class Attention(nnx.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         cos, sin = rope
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        new_cache = None
-        if cache is not None:
-            cache_k, cache_v, col = cache
-            k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), (0, col, 0, 0))
-            v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), (0, col, 0, 0))
-            new_cache = (k, v)
-        out = attend(q, k, v, allowed, scale=self.scale, softcap=self.softcap)
-        return self.o_proj(out), new_cache
+        keys, values = kv(k, v)
+        out = attend(q, keys, values, allowed, scale=self.scale, softcap=self.softcap, impl=impl)
+        return self.o_proj(out)
 
 
 class MLP(nnx.Module):
@@ -314,13 +354,13 @@ class DecoderLayer(nnx.Module):
     parallel_residual (GPT-NeoX): x = mlp(n_in(x)) + attn(n_in(x)) + x.
     """
 
-    def __init__(self, cfg: ModelConfig, layer_idx: int, *, dtype: jnp.dtype, rngs: nnx.Rngs | None):
+    def __init__(self, cfg: ModelConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs | None):
         self.parallel = cfg.parallel_residual
         self.pre_norms = not cfg.post_norms_only
         self.post_norms = cfg.sandwich_norms or cfg.post_norms_only
         if self.pre_norms:
             self.attn_norm = make_norm(cfg, dtype, rngs)
-        self.attn = Attention(cfg, layer_idx, dtype=dtype, rngs=rngs)
+        self.attn = Attention(cfg, dtype=dtype, rngs=rngs)
         if self.pre_norms:
             self.mlp_norm = make_norm(cfg, dtype, rngs)
         self.mlp = MLP(cfg, dtype=dtype, rngs=rngs)
@@ -328,18 +368,14 @@ class DecoderLayer(nnx.Module):
             self.attn_out_norm = make_norm(cfg, dtype, rngs)
             self.mlp_out_norm = make_norm(cfg, dtype, rngs)
 
-    @property
-    def sliding(self) -> bool:
-        return self.attn.sliding
-
-    def __call__(self, x, rope, allowed, cache=None):
-        a, new_cache = self.attn(self.attn_norm(x) if self.pre_norms else x, rope, allowed, cache)
+    def __call__(self, x, rope, allowed, kv: KVFn = _own_kv, impl: str = "xla"):
+        a = self.attn(self.attn_norm(x) if self.pre_norms else x, rope, allowed, kv, impl)
         if self.parallel:
-            return self.mlp(self.mlp_norm(x)) + a + x, new_cache
+            return self.mlp(self.mlp_norm(x)) + a + x
         if self.post_norms:
             a = self.attn_out_norm(a)
         x = x + a
         m = self.mlp(self.mlp_norm(x) if self.pre_norms else x)
         if self.post_norms:
             m = self.mlp_out_norm(m)
-        return x + m, new_cache
+        return x + m

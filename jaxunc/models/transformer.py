@@ -6,12 +6,21 @@ Public API (all pure in the parameters, jit-able; see ``jaxunc.models.JittedMode
   Padding may be on the left or the right (contiguous real tokens per row): positions are
   ``max(cumsum(mask) - 1, 0)``, keys with mask 0 are never attended, attention is causal by column.
   Hidden states are gathered at ``logit_positions`` before the final norm and unembedding.
-- ``init_cache(batch_size, max_length) -> KVCache``
+- ``prefix_kv(prefix_ids [P]) -> PrefixKV``: a shared prompt prefix run once (positions 0..P-1).
+- ``packed_logits(input_ids [B, T], positions, segments [B, T], logit_positions [B, S], prefix)``
+  -> float32 [B, S, V]: several prompt suffixes packed into each row (segment ids 1, 2, ...; 0 =
+  padding), each attending to the shared prefix and causally to its own segment.
+- ``init_cache(batch_size, max_length, prefix=None) -> KVCache`` (the prefix copied into every row)
 - ``prefill(input_ids, attention_mask, cache) -> (logits [B, V] at each row's last real token, cache)``
   (written for left-padded prompts, where that token is the last column).
 - ``decode_step(tokens [B], cache) -> (logits [B, V], cache)`` appends one token to every row.
 - ``hidden_states(input_ids, attention_mask) -> [num_layers + 1, B, L, hidden]`` (embeddings, then the
   output of every layer; no final norm).
+
+Layers: one DecoderLayer whose parameters are stacked along a leading [num_layers] axis; the trunk
+runs it under `jax.lax.scan` (scan_layers=True: compile time independent of depth) or unrolled.
+Per-layer differences are data: each layer's type (full / sliding attention) indexes the masks and
+RoPE tables built once per call.
 """
 
 from __future__ import annotations
@@ -24,10 +33,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxunc.models.config import ModelConfig
-from jaxunc.models.layers import DecoderLayer, Embed, Linear, make_norm, rotary_cos_sin
+from jaxunc.models.layers import ATTENTION_IMPLS, DecoderLayer, Embed, Linear, constrain, make_norm, rotary_cos_sin
 
 F32 = jnp.float32
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+DATA = "data"  # the mesh axis batch rows are split over (engine/mesh.py)
 
 
 def resolve_dtype(dtype: str | jnp.dtype) -> jnp.dtype:
@@ -40,14 +50,14 @@ def resolve_dtype(dtype: str | jnp.dtype) -> jnp.dtype:
 
 @flax.struct.dataclass
 class KVCache:
-    """Per-layer keys/values [B, M, K, D] in the compute dtype plus bookkeeping.
+    """Stacked keys/values [layers, B, M, K, D] in the compute dtype plus bookkeeping.
 
     valid [B, M] bool: column holds a real token; pos [B, M] int32: that token's position;
     next_pos [B] int32: position of each row's next token; index [] int32: next column to write.
     """
 
-    k: tuple[jax.Array, ...]
-    v: tuple[jax.Array, ...]
+    k: jax.Array
+    v: jax.Array
     valid: jax.Array
     pos: jax.Array
     next_pos: jax.Array
@@ -58,29 +68,66 @@ class KVCache:
         return self.valid.shape[1]
 
 
+@flax.struct.dataclass
+class PrefixKV:
+    """Keys/values [layers, P, K, D] of a shared prompt prefix at positions 0..P-1."""
+
+    k: jax.Array
+    v: jax.Array
+
+    @property
+    def length(self) -> int:
+        return self.k.shape[1]
+
+
 def _check_2d(name: str, x: jax.Array, batch: int | None = None) -> None:
     if x.ndim != 2 or (batch is not None and x.shape[0] != batch):
         want = f"[{batch}, L]" if batch is not None else "[B, L]"
         raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
 
 
+def stacked_layers(config: ModelConfig, dtype: jnp.dtype, rngs: nnx.Rngs | None) -> DecoderLayer:
+    """One DecoderLayer whose parameters carry a leading [num_layers] axis (placeholders when rngs is None)."""
+    n = config.num_layers
+    layer = DecoderLayer(config, dtype=dtype, rngs=None)
+    params = nnx.state(layer, nnx.Param)
+    if rngs is None:
+        stacked = jax.tree.map(lambda s: jax.ShapeDtypeStruct((n, *s.shape), s.dtype), params)
+    else:
+        draws = [nnx.state(DecoderLayer(config, dtype=dtype, rngs=rngs), nnx.Param) for _ in range(n)]
+        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *draws)
+    nnx.update(layer, stacked)
+    return layer
+
+
 class CausalLM(nnx.Module):
-    """Embeddings -> DecoderLayer x N -> final norm -> (tied or separate) unembedding.
+    """Embeddings -> DecoderLayer x N (stacked) -> final norm -> (tied or separate) unembedding.
 
     With ``rngs=None`` every parameter is a shape-only placeholder (use ``build_model(params=...)``).
+    `scan_layers` and `attention` ("xla" | "jax", see layers.attend) may be changed after building.
     """
 
-    def __init__(self, config: ModelConfig, *, dtype: str | jnp.dtype = "float32", rngs: nnx.Rngs | None):
+    def __init__(self, config: ModelConfig, *, dtype: str | jnp.dtype = "float32", rngs: nnx.Rngs | None,
+                 scan_layers: bool = True, attention: str = "xla"):
+        if attention not in ATTENTION_IMPLS:
+            raise ValueError(f"attention must be one of {ATTENTION_IMPLS}, got {attention!r}")
         self.config = config
         self.dtype = resolve_dtype(dtype)
+        self.scan_layers = scan_layers
+        self.attention = attention
         cfg, dt = config, self.dtype
         self.embed = Embed(cfg.vocab_size, cfg.hidden_size, dtype=dt, rngs=rngs)
-        self.layers = nnx.List([DecoderLayer(cfg, i, dtype=dt, rngs=rngs) for i in range(cfg.num_layers)])
+        self.layers = stacked_layers(cfg, dt, rngs)
         self.final_norm = make_norm(cfg, dt, rngs)
         tied = cfg.tie_word_embeddings
         self.lm_head = None if tied else Linear(cfg.hidden_size, cfg.vocab_size, bias=False, dtype=dt, rngs=rngs)
 
     # -- pieces ---------------------------------------------------------------------------------------
+
+    @property
+    def _kinds(self) -> tuple[str, ...]:
+        """The distinct layer types, in order of first use; layer i has type kinds[_kind_of[i]]."""
+        return tuple(dict.fromkeys(self.config.layer_types))
 
     def _embed(self, input_ids: jax.Array) -> jax.Array:
         h = self.embed(input_ids)
@@ -88,21 +135,20 @@ class CausalLM(nnx.Module):
             h = h * jnp.asarray(math.sqrt(self.config.hidden_size), dtype=self.dtype)
         return h
 
-    def _masks(self, allowed: jax.Array, q_pos: jax.Array, k_pos: jax.Array) -> dict[str, jax.Array]:
-        """{layer type: allowed [B, L, S]}; "sliding" layers also require q_pos - k_pos < window."""
-        masks = {"full": allowed}
-        if self.config.sliding_window and "sliding" in self.config.layer_types:
-            near = (q_pos[:, :, None] - k_pos[:, None, :]) < self.config.sliding_window
-            masks["sliding"] = allowed & near
-        return masks
+    def _masks(self, allowed: jax.Array, q_pos: jax.Array, k_pos: jax.Array) -> jax.Array:
+        """[kinds, B, L, S]: `allowed` per layer type; "sliding" also requires q_pos - k_pos < window."""
+        masks = []
+        for kind in self._kinds:
+            if kind == "sliding":
+                masks.append(allowed & ((q_pos[:, :, None] - k_pos[:, None, :]) < self.config.sliding_window))
+            else:
+                masks.append(allowed)
+        return jnp.stack(masks)
 
-    def _ropes(self, positions: jax.Array) -> dict[str, tuple[jax.Array, jax.Array]]:
-        """{layer type: (cos, sin)}: one table per distinct RoPE (Gemma 3: local vs global layers)."""
-        cfg, ropes = self.config, {}
-        for kind in dict.fromkeys(cfg.layer_types):
-            same = [t for t in ropes if cfg.rope_for(t) == cfg.rope_for(kind)]
-            ropes[kind] = ropes[same[0]] if same else rotary_cos_sin(positions, cfg.rope_for(kind), self.dtype)
-        return ropes
+    def _ropes(self, positions: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(cos, sin) [kinds, B, L, rotary_dim]: one table per layer type (Gemma 3: local vs global)."""
+        tables = [rotary_cos_sin(positions, self.config.rope_for(kind), self.dtype) for kind in self._kinds]
+        return jnp.stack([c for c, _ in tables]), jnp.stack([s for _, s in tables])
 
     def _unembed(self, h: jax.Array) -> jax.Array:
         """h [..., hidden] -> float32 logits [..., V] (final norm, unembedding, optional soft-cap)."""
@@ -116,21 +162,70 @@ class CausalLM(nnx.Module):
             logits = jnp.tanh(logits / cap) * cap
         return logits
 
-    def _trunk(self, input_ids, positions, masks, cache=None, col=None, collect=False):
-        """Run all layers; returns (final hidden [B, L, hidden], new (k, v) per layer, all hidden states)."""
-        h = self._embed(input_ids)
-        ropes = self._ropes(positions)
-        new_k, new_v, states = [], [], [h]
-        for i, layer in enumerate(self.layers):
-            kind = self.config.layer_types[i]  # per-layer data: picks the mask and the RoPE table
-            layer_cache = None if cache is None else (cache.k[i], cache.v[i], col)
-            h, kv = layer(h, ropes[kind], masks[kind], layer_cache)
-            if kv is not None:
-                new_k.append(kv[0])
-                new_v.append(kv[1])
-            if collect:
-                states.append(h)
-        return h, (tuple(new_k), tuple(new_v)), states
+    def _trunk(self, input_ids, positions, masks, *, prefix: PrefixKV | None = None, cache: KVCache | None = None,
+               keep_kv: bool = False, collect: jax.Array | None = None):
+        """Run every layer over the tokens.
+
+        Keys/values attended to: the tokens' own (default), after `prefix` (broadcast to every row), or
+        written into `cache` at column cache.index (attention then spans the cache's M columns).
+        Returns (final hidden [B, L, hidden], extras) with extras["k"], ["v"]: the tokens' own keys and
+        values [layers, B, L, K, D] (keep_kv) or the updated cache arrays (cache); extras["states"]:
+        each layer's output at the columns `collect` [B, P] -> [layers, B, P, hidden].
+        """
+        h = constrain(self._embed(input_ids), DATA, None, None)
+        cos, sin = self._ropes(positions)
+        kind_of = jnp.asarray([self._kinds.index(t) for t in self.config.layer_types], jnp.int32)
+        graphdef, params = nnx.split(self.layers)
+        col = None if cache is None else cache.index
+        batch = input_ids.shape[0]
+
+        def layer(carry, xs):
+            h, cache_k, cache_v = carry
+            p, kind, i = xs[:3]
+            own: dict[str, jax.Array] = {}
+
+            def kv(k, v):
+                if cache is not None:
+                    new_k = jax.lax.dynamic_update_slice(cache_k, k[None].astype(cache_k.dtype), (i, 0, col, 0, 0))
+                    new_v = jax.lax.dynamic_update_slice(cache_v, v[None].astype(cache_v.dtype), (i, 0, col, 0, 0))
+                    own["cache"] = (new_k, new_v)
+                    return new_k[i], new_v[i]
+                own["kv"] = (k, v)
+                if prefix is not None:
+                    pk, pv = (jnp.broadcast_to(x[None], (batch, *x.shape)).astype(k.dtype) for x in xs[3:])
+                    return jnp.concatenate([pk, k], axis=1), jnp.concatenate([pv, v], axis=1)
+                return k, v
+
+            pick = lambda table: jax.lax.dynamic_index_in_dim(table, kind, keepdims=False)  # noqa: E731
+            h = nnx.merge(graphdef, p)(h, (pick(cos), pick(sin)), pick(masks), kv, self.attention)
+            h = constrain(h, DATA, None, None)
+            cache_k, cache_v = own.get("cache", (cache_k, cache_v))
+            out = {}
+            if keep_kv:
+                out["k"], out["v"] = own["kv"]
+            if collect is not None:
+                out["states"] = jnp.take_along_axis(h, collect[:, :, None], axis=1)
+            return (h, cache_k, cache_v), out
+
+        n = self.config.num_layers
+        xs = (params, kind_of, jnp.arange(n, dtype=jnp.int32))
+        if prefix is not None:
+            xs = (*xs, prefix.k, prefix.v)
+        empty = jnp.zeros((), self.dtype)
+        carry = (h, cache.k, cache.v) if cache is not None else (h, empty, empty)
+        if self.scan_layers:
+            carry, ys = jax.lax.scan(layer, carry, xs)
+        else:
+            outs = []
+            for i in range(n):
+                carry, out = layer(carry, jax.tree.map(lambda x: x[i], xs))
+                outs.append(out)
+            ys = jax.tree.map(lambda *a: jnp.stack(a), *outs) if outs and outs[0] else {}
+        h, cache_k, cache_v = carry
+        extras = dict(ys)
+        if cache is not None:
+            extras["k"], extras["v"] = cache_k, cache_v
+        return h, extras
 
     def _full_inputs(self, input_ids, attention_mask):
         _check_2d("input_ids", input_ids)
@@ -149,29 +244,57 @@ class CausalLM(nnx.Module):
         """float32 logits [B, P, V] at `logit_positions` (int [B, P], column indices into L)."""
         pos, masks = self._full_inputs(input_ids, attention_mask)
         _check_2d("logit_positions", logit_positions, input_ids.shape[0])
-        h, _, _ = self._trunk(input_ids, pos, masks)
+        h, _ = self._trunk(input_ids, pos, masks)
         h = jnp.take_along_axis(h, logit_positions.astype(jnp.int32)[:, :, None], axis=1)
         return self._unembed(h)
 
     def hidden_states(self, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
         """[num_layers + 1, B, L, hidden]: embedding output, then each layer's output (before final norm)."""
         pos, masks = self._full_inputs(input_ids, attention_mask)
-        _, _, states = self._trunk(input_ids, pos, masks, collect=True)
-        return jnp.stack(states)
+        every = jnp.broadcast_to(jnp.arange(input_ids.shape[1], dtype=jnp.int32), input_ids.shape)
+        _, extras = self._trunk(input_ids, pos, masks, collect=every)
+        return jnp.concatenate([self._embed(input_ids)[None], extras["states"]])
 
-    def init_cache(self, batch_size: int, max_length: int) -> KVCache:
-        """Empty cache for `batch_size` rows and `max_length` total tokens (prompt + generated)."""
+    def prefix_kv(self, prefix_ids: jax.Array) -> PrefixKV:
+        """Keys/values of a shared prefix (int [P], P >= 1), run once at positions 0..P-1."""
+        if prefix_ids.ndim != 1 or prefix_ids.shape[0] < 1:
+            raise ValueError(f"prefix_ids must have shape [P] with P >= 1, got {tuple(prefix_ids.shape)}")
+        ids = prefix_ids[None].astype(jnp.int32)
+        pos, masks = self._full_inputs(ids, jnp.ones_like(ids))
+        _, extras = self._trunk(ids, pos, masks, keep_kv=True)
+        return PrefixKV(extras["k"][:, 0], extras["v"][:, 0])
+
+    def packed_logits(self, input_ids: jax.Array, positions: jax.Array, segments: jax.Array,
+                      logit_positions: jax.Array, prefix: PrefixKV | None = None) -> jax.Array:
+        """float32 logits [B, S, V] at logit_positions [B, S] of packed rows (see the module docstring).
+
+        positions [B, T]: each token's position in its own prompt (the prefix holds 0..P-1); segments
+        [B, T] int: 1, 2, ... per packed suffix, 0 for padding columns.
+        """
+        allowed, k_pos = packed_mask(positions, segments, 0 if prefix is None else prefix.length)
+        h, _ = self._trunk(input_ids, positions, self._masks(allowed, positions, k_pos), prefix=prefix)
+        h = jnp.take_along_axis(h, logit_positions.astype(jnp.int32)[:, :, None], axis=1)
+        return constrain(self._unembed(h), DATA, None, None)
+
+    def init_cache(self, batch_size: int, max_length: int, prefix: PrefixKV | None = None) -> KVCache:
+        """Cache for `batch_size` rows and `max_length` total tokens (prefix + prompt + generated); the
+        prefix, when given, fills columns [0, P) of every row."""
         cfg = self.config
-        shape = (batch_size, max_length, cfg.num_kv_heads, cfg.head_dim)
-        zeros = tuple(jnp.zeros(shape, self.dtype) for _ in range(cfg.num_layers))
-        return KVCache(
-            k=zeros,
-            v=tuple(jnp.zeros(shape, self.dtype) for _ in range(cfg.num_layers)),
-            valid=jnp.zeros((batch_size, max_length), bool),
-            pos=jnp.zeros((batch_size, max_length), jnp.int32),
-            next_pos=jnp.zeros((batch_size,), jnp.int32),
-            index=jnp.zeros((), jnp.int32),
-        )
+        shape = (cfg.num_layers, batch_size, max_length, cfg.num_kv_heads, cfg.head_dim)
+        k, v = jnp.zeros(shape, self.dtype), jnp.zeros(shape, self.dtype)
+        valid = jnp.zeros((batch_size, max_length), bool)
+        pos = jnp.zeros((batch_size, max_length), jnp.int32)
+        n = 0
+        if prefix is not None:
+            n = prefix.length
+            if n >= max_length:
+                raise ValueError(f"a prefix of {n} tokens leaves no room in a cache of max_length {max_length}")
+            put = lambda c, x: c.at[:, :, :n].set(jnp.broadcast_to(x[:, None], (*c.shape[:2], *x.shape[1:])))  # noqa: E731
+            k, v = put(k, prefix.k.astype(self.dtype)), put(v, prefix.v.astype(self.dtype))
+            valid = valid.at[:, :n].set(True)
+            pos = pos.at[:, :n].set(jnp.arange(n, dtype=jnp.int32))
+        return KVCache(k=k, v=v, valid=valid, pos=pos, next_pos=jnp.full((batch_size,), n, jnp.int32),
+                       index=jnp.asarray(n, jnp.int32))
 
     def _extend(self, input_ids, mask, cache: KVCache):
         """Append columns [index, index + L) to the cache and run the layers over them."""
@@ -185,10 +308,10 @@ class CausalLM(nnx.Module):
         q_col = start + jnp.arange(length)
         k_col = jnp.arange(cache.max_length)
         allowed = valid[:, None, :] & (k_col[None, None, :] <= q_col[None, :, None])
-        h, (ks, vs), _ = self._trunk(input_ids, q_pos, self._masks(allowed, q_pos, k_pos), cache, start)
+        h, extras = self._trunk(input_ids, q_pos, self._masks(allowed, q_pos, k_pos), cache=cache)
         new_cache = KVCache(
-            k=ks,
-            v=vs,
+            k=extras["k"],
+            v=extras["v"],
             valid=valid,
             pos=k_pos,
             next_pos=cache.next_pos + jnp.sum(mask, axis=1, dtype=jnp.int32),
@@ -216,3 +339,20 @@ class CausalLM(nnx.Module):
         mask = jnp.ones((tokens.shape[0], 1), bool)
         h, cache = self._extend(tokens[:, None], mask, cache)
         return self._unembed(h[:, 0]), cache
+
+
+def packed_mask(positions: jax.Array, segments: jax.Array, prefix_length: int) -> tuple[jax.Array, jax.Array]:
+    """(allowed [B, T, P + T], key positions [B, P + T]) of packed rows after a shared prefix of P tokens.
+
+    A token of segment s > 0 sees every prefix key and the keys of segment s at or before its own
+    column; padding columns (segment 0) see nothing and are seen by nothing.
+    """
+    b, t = segments.shape
+    real = segments > 0
+    cols = jnp.arange(t)
+    own = (segments[:, :, None] == segments[:, None, :]) & real[:, None, :] & (cols[None, None, :] <= cols[None, :, None])
+    allowed = jnp.concatenate([jnp.broadcast_to(real[:, :, None], (b, t, prefix_length)), own & real[:, :, None]], axis=2)
+    k_pos = jnp.concatenate([jnp.broadcast_to(jnp.arange(prefix_length, dtype=positions.dtype), (b, prefix_length)),
+                             positions], axis=1)
+    return allowed, k_pos
+
