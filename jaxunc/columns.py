@@ -114,14 +114,14 @@ PAIR_COLUMN = "model_pair"
 MODEL_COLUMNS: tuple[str, ...] = ("model", "model_type", "model_size", PAIR_COLUMN)
 # Name tokens that mark the variant or the file format rather than the model: dropped anywhere in
 # the name ('Llama-2-7b-chat-hf', 'Mistral-7B-Instruct-v0.3'); version tokens such as v0.3 are kept.
-_VARIANT_TOKENS = frozenset({"ins", "instruct", "chat", "it", "hf", "base", "sft"})
+_VARIANT_TOKENS = frozenset({"ins", "instruct", "chat", "it", "hf", "base", "sft", "pt"})
 
 
 def pair_key_from_name(model: str) -> str:
     """Pair key derived from a model name, for tables without a `model_pair` column.
 
     Lower-cased tokens split at '-', '_' or spaces, variant tokens (ins, instruct, chat, it, hf,
-    base, sft) removed, joined with '-': 'Falcon3_1B_Ins' -> 'falcon3-1b',
+    base, sft, pt) removed, joined with '-': 'Falcon3_1B_Ins' -> 'falcon3-1b',
     'Llama-2-7b-chat-hf' -> 'llama-2-7b', 'Mistral-7B-Instruct-v0.3' -> 'mistral-7b-v0.3'.
     """
     tokens = [t for t in re.split(r"[-_\s]+", str(model).strip().lower()) if t]

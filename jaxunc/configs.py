@@ -5,7 +5,7 @@ Fields (override any with --config.<field>=value):
   model.pair          base/instruct pair key, family + size (e.g. 'falcon3-1b'), written to the
                       per-item tables' `model_pair` column; compare.csv pairs models on it
   model.checkpoint    local HF checkpoint dir or .gguf file ('' = the embedded SmolLM2 GGUF)
-  model.dtype         float32 | bfloat16
+  model.dtype         float32 | bfloat16; model.scan_layers (layers under lax.scan: compile time flat in depth)
   model.system_message  chat system turn (unset: the study's instruction per task; '': none)
   data.datasets       comma-separated: coane, protoqa, mmlu, opinionqa, globalopinionqa, or a path
                       to a generic file
@@ -15,9 +15,12 @@ Fields (override any with --config.<field>=value):
   data.shuffle_options  unset: the dataset's default; data.seed seeds the option permutation
   tasks               comma-separated: mcqa, fr
   output_dir          '' = results/<config name>
-  engine.*            batch_size, buckets, chunk_size, nucleus (inclusive|exclusive2025), max_new_tokens,
-                      batch_invariant (bit-identical results for any batch size / bucket),
-                      distributed / process_index / process_count / wait_timeout (several hosts)
+  engine.*            mesh (data:-1,model:1), fsdp, batch_size (packed rows per step, or generation rows),
+                      pack_length, prefix_reuse, min_prefix, buckets (free-response suffix lengths),
+                      chunk_size, nucleus (inclusive|exclusive2025), max_new_tokens, attention,
+                      batch_invariant (bit-identical results for any batch size / layout),
+                      distributed / coordinator_address / process_index / process_count /
+                      wait_timeout (several hosts: see launch/)
   analysis.*          run, bootstrap, seed
   recompute           discard earlier results of the same output_dir
 """
@@ -47,7 +50,7 @@ def base_config(
     config.model = ml_collections.ConfigDict(dict(
         name=model_name, family=family, type=model_type, size=float(size),
         pair=pair or pair_key_from_name(model_name),
-        prompt_format=prompt_format, checkpoint=checkpoint, dtype="float32",
+        prompt_format=prompt_format, checkpoint=checkpoint, dtype="float32", scan_layers=True,
         # None: the study's instruction for each task; "" : no system turn.
         system_message=ml_collections.config_dict.placeholder(str), cache_dir="",
     ))
@@ -63,14 +66,19 @@ def base_config(
     config.engine = ml_collections.ConfigDict(dict(
         batch_size=8, buckets="64,128,192,256,320,384,512,768,1024,2048", chunk_size=64,
         # Device mesh "axis:size,..." over data (rows) and model (tensor parallel); -1 = the rest.
-        mesh="data:-1,model:1",
+        mesh="data:-1,model:1", fsdp=False,
+        # Shared prompt prefixes run once into a KV cache (at least min_prefix tokens to count);
+        # multiple choice packs the suffixes into rows of pack_length tokens (0 = from the data).
+        prefix_reuse=True, min_prefix=16, pack_length=0,
+        # auto: jax.nn.dot_product_attention (cuDNN) on GPU, the XLA path elsewhere; or xla | jax.
+        attention="auto",
         nucleus="inclusive", max_new_tokens=100,
-        # True: items scored one by one inside the step, bit-identical for any batch size or bucket;
-        # False: one batched forward, ~20% faster on CPU, float32 noise (~5e-5) across batch sizes.
-        batch_invariant=True,
+        # False: one batched forward per packed batch (float32 noise across batch compositions, bound
+        # in the README); True: one item per row, rows mapped one by one, bit-identical for any batch.
+        batch_invariant=False,
         # Several hosts: jax.distributed (distributed=True, e.g. on a TPU pod) or explicit
         # process_index/process_count; items are split by chunk, process 0 writes the tables.
-        distributed=False, process_index=-1, process_count=0, wait_timeout=1800.0,
+        distributed=False, coordinator_address="", process_index=-1, process_count=0, wait_timeout=1800.0,
     ))
     config.analysis = ml_collections.ConfigDict(dict(run=True, bootstrap=1000, seed=0))
     config.recompute = False

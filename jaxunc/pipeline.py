@@ -29,8 +29,9 @@ from jaxunc.engine.batching import parse_buckets
 from jaxunc.engine.chunked import process_items, wait_for_all
 from jaxunc.engine.decode import make_generate
 from jaxunc.engine.lock import OutputLock
-from jaxunc.engine.mesh import check_batch_size, make_mesh
-from jaxunc.engine.scoring import make_score_step
+from jaxunc.engine.mesh import make_mesh, parse_mesh
+from jaxunc.models.layers import ATTENTION_IMPLS
+from jaxunc.engine.scoring import Scorer
 from jaxunc.engine.store import (KEY_COLUMNS, ChunkStore, SettingsConflict, conflict_message, read_manifest,
                                  write_parquet_atomic)
 from jaxunc.stats.config import AnalysisConfig
@@ -53,6 +54,19 @@ def check_config(config) -> None:
     for field, (value, allowed) in choices.items():
         if value not in allowed:
             raise UsageError(f"config.{field}={value!r}: expected one of {tuple(allowed)}")
+    if config.engine.attention not in ("auto", *ATTENTION_IMPLS):
+        raise UsageError(f"config.engine.attention={config.engine.attention!r}: expected one of "
+                         f"{('auto', *ATTENTION_IMPLS)}")
+    try:
+        mesh = parse_mesh(config.engine.mesh, len(jax.local_devices()))
+    except ValueError as err:
+        raise UsageError(f"config.{err}") from err
+    if config.engine.batch_size % mesh["data"]:
+        raise UsageError(f"config.engine.batch_size={config.engine.batch_size} must be a multiple of the data axis "
+                         f"({mesh['data']}, engine.mesh={config.engine.mesh!r}); try "
+                         f"--config.engine.batch_size={-(-config.engine.batch_size // mesh['data']) * mesh['data']}")
+    if config.engine.pack_length < 0 or config.engine.min_prefix < 1:
+        raise UsageError("config.engine.pack_length must be >= 0 (0 = from the data) and engine.min_prefix >= 1")
     for field in ("engine.batch_size", "engine.chunk_size", "engine.max_new_tokens", "data.max_field_chars"):
         group, name = field.split(".")
         if int(config[group][name]) < 1:
@@ -116,13 +130,41 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
-def load_model_for(config):
-    """The checkpoint of config.model (the embedded SmolLM2 GGUF when none is given)."""
-    from jaxunc.checkpoints import load_model
+def checkpoint_path(config) -> str:
+    """config.model.checkpoint, or the embedded SmolLM2 GGUF when none is given."""
     from jaxunc.embedded import smollm2_gguf_path
 
-    path = config.model.checkpoint or str(smollm2_gguf_path())
-    return load_model(path, dtype=config.model.dtype, cache_dir=config.model.cache_dir or None)
+    return config.model.checkpoint or str(smollm2_gguf_path())
+
+
+def load_model_for(config, mesh=None):
+    """The checkpoint of config.model, its parameters placed on `mesh`."""
+    from jaxunc.checkpoints import load_model
+
+    return load_model(checkpoint_path(config), dtype=config.model.dtype, cache_dir=config.model.cache_dir or None,
+                      mesh=mesh, fsdp=config.engine.fsdp, scan_layers=config.model.scan_layers)
+
+
+def check_memory(config, mesh, tasks: list[str]):
+    """The memory plan of the run from the checkpoint's config alone; ValueError naming a mesh or batch
+    size that fits when a device's memory is too small (engine/plan.py)."""
+    from jaxunc.checkpoints.loader import model_config
+    from jaxunc.engine.plan import check_fits, device_memory, plan_for_config
+
+    cfg = model_config(checkpoint_path(config))
+    plan = lambda shape, rows: plan_for_config(config, cfg, shape, rows, tasks)  # noqa: E731
+    return check_fits(plan, dict(mesh.shape), int(config.engine.batch_size), device_memory(), mesh.size)
+
+
+def prefix_reuse(config, loaded, token_lists: dict[str, list[list[int]]]) -> bool:
+    """Whether shared prefixes are computed once: engine.prefix_reuse, except for a longrope model with
+    prompts beyond its original context (its rotation depends on the whole sequence's length)."""
+    cfg = loaded.config
+    if cfg.rope_type == "longrope" and any(len(t) > cfg.rope_original_max_position
+                                           for lists in token_lists.values() for t in lists):
+        log.warning("prefix reuse off: longrope with prompts longer than %d tokens", cfg.rope_original_max_position)
+        return False
+    return bool(config.engine.prefix_reuse)
 
 
 def eos_ids(loaded) -> list[int]:
@@ -143,15 +185,24 @@ class Hosts:
 
 
 def resolve_hosts(config) -> Hosts:
-    """From engine.process_index/process_count, else from jax (after jax.distributed.initialize)."""
+    """This process among the run's processes: joins jax.distributed when engine.distributed (the
+    coordinator auto-detected on TPU pods and SLURM, or engine.coordinator_address with
+    engine.process_count / process_index, as launch/local.py passes them); else from
+    engine.process_index / process_count (hosts that share only the output folder). Must run before
+    anything touches the devices."""
+    index, count = int(config.engine.process_index), int(config.engine.process_count)
     if config.engine.distributed:
-        jax.distributed.initialize()
-    index = config.engine.process_index if config.engine.process_index >= 0 else jax.process_index()
-    count = config.engine.process_count if config.engine.process_count > 0 else jax.process_count()
+        if config.engine.coordinator_address:
+            jax.distributed.initialize(config.engine.coordinator_address, num_processes=count, process_id=index)
+        else:
+            jax.distributed.initialize()
+        index, count = jax.process_index(), jax.process_count()
+    index = index if index >= 0 else 0
+    count = count if count > 0 else 1
     if not 0 <= index < count:
-        raise ValueError(f"engine.process_index={index} must lie in [0, engine.process_count={count})")
+        raise UsageError(f"config.engine.process_index={index} must lie in [0, engine.process_count={count})")
     if count > 1 and config.recompute:
-        raise ValueError("recompute=True with several processes would race; use a new output_dir instead")
+        raise UsageError("config.recompute=True with several processes would race; use a new output_dir instead")
     return Hosts(index, count)
 
 
@@ -236,6 +287,14 @@ def fit_context(plan: DatasetRun, token_lists: dict[str, list[list[int]]], limit
     return keep
 
 
+def attention_impl(config) -> str:
+    """engine.attention: "auto" is jax.nn.dot_product_attention (cuDNN where it applies) on GPU, the XLA
+    path elsewhere (measured faster on CPU)."""
+    if config.engine.attention != "auto":
+        return config.engine.attention
+    return "jax" if jax.default_backend() == "gpu" else "xla"
+
+
 def context_limits(config, loaded, tasks: list[str]) -> dict[str, int]:
     """Longest prompt per task: the model's context, less the generated tokens for free response."""
     context = int(loaded.config.max_position_embeddings)
@@ -260,28 +319,39 @@ def run_dataset(config, loaded, plan: DatasetRun, tasks: list[str], engines: dic
     texts = {t: [v[i] for i in keep] for t, v in texts.items()}
     token_lists = {t: [v[i] for i in keep] for t, v in token_lists.items()}
     items = dataset.items
-    common = dict(batch_size=config.engine.batch_size, buckets=parse_buckets(config.engine.buckets),
-                  pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
-                  chunk_size=config.engine.chunk_size)
     table = items.copy()
     record: dict = {"source": dataset.source, "source_sha256": source_digest(dataset.source),
                     "n_items": len(items), "n_skipped": len(dataset.skipped),
                     "skipped": [[str(row), reason] for row, reason in dataset.skipped]}
+    reuse = prefix_reuse(config, loaded, token_lists)
     for task in tasks:
+        tokens = token_lists[task]
         if task == "mcqa":
             max_options = int(items["n_options"].max())
             variants = labels.label_variant_ids(tokenizer, max_options)
             choice_ids = labels.choice_id_array(variants, items["n_options"].to_numpy(), max_options)
             n_choices = items["n_options"].to_numpy().astype(np.int32)
-            fns = mcqa.batch_fn(engines["mcqa"], choice_ids, n_choices), mcqa.rows_from_measures
+            task_plan = mcqa.plan_mcqa(tokens, rows=config.engine.batch_size, length=config.engine.pack_length,
+                                       min_prefix=config.engine.min_prefix, reuse_prefix=reuse,
+                                       row_mode=config.engine.batch_invariant,
+                                       max_context=int(loaded.config.max_position_embeddings))
+            batches = lambda todo, p=task_plan: mcqa.mcqa_batches(engines["mcqa"], p, tokens, todo, choice_ids,  # noqa: E731
+                                                                  n_choices)
+            rows_fn = mcqa.rows_from_measures
             record["label_variants"] = variants.table
         else:
-            fns = freeresponse.batch_fn(engines["fr"]), freeresponse.rows_fn(tokenizer)
+            task_plan = freeresponse.plan_fr(tokens, batch_size=config.engine.batch_size,
+                                             buckets=parse_buckets(config.engine.buckets),
+                                             min_prefix=config.engine.min_prefix, reuse_prefix=reuse)
+            pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+            batches = lambda todo, p=task_plan: freeresponse.fr_batches(engines["fr"], p, tokens, todo, pad_id)  # noqa: E731
+            rows_fn = freeresponse.rows_fn(tokenizer)
         store, ids = plan.stores[task], plan.item_ids
-        keys = provenance.item_keys(items, token_lists[task])
-        stats = process_items(items, token_lists[task], store, *fns, item_keys=keys, content_key=content.key,
-                              desc=f"{dataset.name} {task}", process_index=hosts.index,
-                              process_count=hosts.count, **common)
+        keys = provenance.item_keys(items, tokens)
+        stats = process_items(items, store, batches, rows_fn, item_keys=keys, content_key=content.key,
+                              chunk_size=config.engine.chunk_size, desc=f"{dataset.name} {task}",
+                              process_index=hosts.index, process_count=hosts.count)
+        stats["prefix"] = task_plan.record(tokens)
         lengths = [len(t) for t in token_lists[task]]
         record[task] = {"prompt_tokens": {"min": min(lengths), "max": max(lengths),
                                           "mean": float(np.mean(lengths))}, **stats}
@@ -337,9 +407,9 @@ def run(config) -> dict:
     Order: settings, datasets and stored results are checked first (nothing loaded, nothing
     written); then the output folder is locked, the model loaded and the items scored.
     """
+    hosts = resolve_hosts(config)  # first: jax.distributed must start before the devices are used
     check_config(config)
     tasks = parse_tasks(config.tasks)
-    hosts = resolve_hosts(config)
     out = output_dir(config)
     plans = plan_datasets(config, tasks, out, hosts)
     with OutputLock(out) if hosts.is_writer else contextlib.nullcontext():
@@ -352,17 +422,17 @@ def _run_locked(config, tasks, hosts, out: Path, plans: list[DatasetRun]) -> dic
             for store in plan.stores.values():
                 store.discard()
     timings: dict[str, float] = {}
+    mesh = make_mesh(config.engine.mesh)  # each host scores its own items on its own devices
+    memory = check_memory(config, mesh, tasks)
     t0 = time.perf_counter()
-    loaded = load_model_for(config)
+    loaded = load_model_for(config, mesh)
+    loaded.model.attention = attention_impl(config)
     timings["load_model"] = time.perf_counter() - t0
     content = provenance.run_content(loaded)
-
-    mesh = make_mesh(config.engine.mesh)  # each host scores its own items on its own devices
-    check_batch_size(config.engine.batch_size, mesh)
     engines = {}
     if "mcqa" in tasks:
-        engines["mcqa"] = make_score_step(loaded.model, mesh, batch_invariant=config.engine.batch_invariant,
-                                          nucleus=config.engine.nucleus)
+        engines["mcqa"] = Scorer(loaded.model, mesh, row_mode=config.engine.batch_invariant,
+                                 nucleus=config.engine.nucleus)
     if "fr" in tasks:
         engines["fr"] = make_generate(loaded.model, mesh, max_new_tokens=config.engine.max_new_tokens,
                                       eos_ids=eos_ids(loaded), nucleus=config.engine.nucleus)
@@ -371,7 +441,9 @@ def _run_locked(config, tasks, hosts, out: Path, plans: list[DatasetRun]) -> dic
         "versions": {p: _version(p) for p in ("jaxunc", *_PACKAGES)},
         "python": platform.python_version(),
         "devices": [str(d) for d in jax.devices()], "mesh": dict(mesh.shape),
-        "model": {"source": loaded.source, "n_params": int(loaded.n_params)},
+        "model": {"source": loaded.source, "n_params": int(loaded.n_params), "dtype": config.model.dtype,
+                  "attention": loaded.model.attention, "scan_layers": bool(loaded.model.scan_layers)},
+        "sharding": loaded.sharding_record(), "memory_plan": memory.as_dict(),
         "content": content.as_dict(),
         "nucleus_variant": config.engine.nucleus, "datasets": {}, "timings": timings,
     }
@@ -383,8 +455,7 @@ def _run_locked(config, tasks, hosts, out: Path, plans: list[DatasetRun]) -> dic
         if not hosts.is_writer:
             continue
         print(f"{plan.dataset.name} / {config.model.name}: {entry['summary']}")
-        if "mcqa" in engines:
-            entry["compilations"] = {"mcqa": engines["mcqa"].n_compilations}
+        entry["compilations"] = {task: engine.n_compilations for task, engine in engines.items()}
         timings[f"dataset:{plan.dataset.name}"] = time.perf_counter() - t0
     record["hosts"] = {"index": hosts.index, "count": hosts.count}
     if not hosts.is_writer:

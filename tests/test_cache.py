@@ -41,8 +41,15 @@ def _assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
         np.testing.assert_array_equal(a[name].view(np.uint8), b[name].view(np.uint8), err_msg=name)
 
 
-def _cache_file(tmp_path: pathlib.Path, key: str) -> pathlib.Path:
-    return tmp_path / "params" / f"{cache.entry_name(key)}.safetensors"
+def _entry(tmp_path: pathlib.Path, key: str) -> pathlib.Path:
+    return tmp_path / "params" / cache.entry_name(key)
+
+
+def _tensor_file(tmp_path: pathlib.Path, key: str, name: str) -> pathlib.Path:
+    import json
+
+    entry = _entry(tmp_path, key)
+    return entry / json.loads((entry / "manifest.json").read_text())["files"][name]
 
 
 def test_hit_skips_conversion_and_round_trips_bfloat16(tmp_path):
@@ -53,7 +60,7 @@ def test_hit_skips_conversion_and_round_trips_bfloat16(tmp_path):
     _assert_same(first, _params())
     _assert_same(second, _params())
     assert second["model.norm.weight"].dtype == ml_dtypes.bfloat16
-    assert not [p for p in (tmp_path / "params").iterdir() if p.suffix == ".tmp"]  # no temp leftovers
+    assert [p.name for p in (tmp_path / "params").iterdir()] == [cache.entry_name("k1")]  # no temp leftovers
 
 
 def test_other_key_is_a_miss(tmp_path):
@@ -63,17 +70,19 @@ def test_other_key_is_a_miss(tmp_path):
     assert convert.calls == 2
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip_data", "flip_header", "empty"])
-def test_corrupt_file_is_detected_and_rebuilt(tmp_path, caplog, damage):
+@pytest.mark.parametrize("damage", ["truncate", "flip_data", "flip_header", "empty", "manifest"])
+def test_corrupt_entry_is_detected_and_rebuilt(tmp_path, caplog, damage):
     convert = Counter()
     cache.cached_params("k", convert, cache_dir=tmp_path)
-    path = _cache_file(tmp_path, "k")
+    path = _tensor_file(tmp_path, "k", "model.embed_tokens.weight")
+    if damage == "manifest":
+        path = _entry(tmp_path, "k") / "manifest.json"
     data = bytearray(path.read_bytes())
     if damage == "truncate":
         data = data[: len(data) - 100]
     elif damage == "flip_data":
-        data[-10] ^= 0xFF  # inside the last tensor's bytes
-    elif damage == "flip_header":
+        data[-10] ^= 0xFF  # inside the tensor's bytes
+    elif damage in ("flip_header", "manifest"):
         data[20] ^= 0xFF  # inside the JSON header
     else:
         data = bytearray()
@@ -83,34 +92,31 @@ def test_corrupt_file_is_detected_and_rebuilt(tmp_path, caplog, damage):
     assert convert.calls == 2
     assert "stale or corrupt" in caplog.text
     _assert_same(rebuilt, _params())
-    # The rebuilt file is good again: the next call is a hit.
+    # The rebuilt entry is good again: the next call is a hit.
     cache.cached_params("k", convert, cache_dir=tmp_path)
     assert convert.calls == 2
 
 
-@pytest.mark.parametrize("forgery", ["checksum recomputed", "manifest recomputed without the key"])
+@pytest.mark.parametrize("forgery", ["digest recomputed", "manifest recomputed without the key"])
 def test_edited_tensor_with_a_recomputed_manifest_is_rebuilt(tmp_path, caplog, forgery):
     """The MAC is keyed by the checkpoint's content key, which the entry does not hold: editing a
-    tensor and recomputing whatever the file itself could tell (a checksum, the whole manifest) fails."""
-    import hashlib
+    tensor and recomputing whatever the entry itself could tell (a digest, the whole manifest) fails."""
     import json
 
-    from safetensors import safe_open
     from safetensors.numpy import load_file, save_file
 
     convert = Counter()
     cache.cached_params("k", convert, cache_dir=tmp_path)
-    path = _cache_file(tmp_path, "k")
-    with safe_open(str(path), framework="np") as handle:
-        manifest = json.loads(handle.metadata()["jaxunc_manifest"])
-    stored = load_file(str(path))
-    stored["model.embed_tokens.weight"] = stored["model.embed_tokens.weight"] + 1.0
-    if forgery == "checksum recomputed":
-        digest = hashlib.sha256(b"".join(np.ascontiguousarray(stored[n]).tobytes() for n in sorted(stored)))
-        manifest["sha256"] = digest.hexdigest()
-    else:
-        manifest = cache._manifest("a guess at the key", stored, stored)
-    save_file(stored, str(path), metadata={"jaxunc_manifest": json.dumps(manifest)})
+    entry = _entry(tmp_path, "k")
+    manifest = json.loads((entry / "manifest.json").read_text())
+    name = "model.embed_tokens.weight"
+    path = entry / manifest["files"][name]
+    edited = load_file(str(path))["tensor"] + 1.0
+    save_file({"tensor": edited}, str(path))
+    if forgery == "manifest recomputed without the key":
+        digests = {n: cache._tensor_digest(n, load_file(str(entry / f))["tensor"]) for n, f in manifest["files"].items()}
+        manifest["mac"] = cache._mac("a guess at the key", manifest["tensors"], digests)
+        (entry / "manifest.json").write_text(json.dumps(manifest))
     with caplog.at_level(logging.WARNING, logger="jaxunc.checkpoints.cache"):
         rebuilt = cache.cached_params("k", convert, cache_dir=tmp_path)
     assert convert.calls == 2 and "MAC mismatch" in caplog.text
@@ -120,15 +126,33 @@ def test_edited_tensor_with_a_recomputed_manifest_is_rebuilt(tmp_path, caplog, f
 def test_the_key_is_not_on_disk(tmp_path):
     cache.cached_params("secret-content-key", Counter(), cache_dir=tmp_path)
     (entry,) = (tmp_path / "params").iterdir()
-    assert b"secret-content-key" not in entry.read_bytes() and "secret" not in entry.name
+    assert "secret" not in entry.name
+    assert not any(b"secret-content-key" in f.read_bytes() for f in entry.iterdir())
 
 
-def test_file_written_under_another_key_is_rejected(tmp_path):
+def test_entry_written_under_another_key_is_rejected(tmp_path):
     convert = Counter()
     cache.cached_params("a", convert, cache_dir=tmp_path)
-    os.replace(_cache_file(tmp_path, "a"), _cache_file(tmp_path, "b"))
+    os.replace(_entry(tmp_path, "a"), _entry(tmp_path, "b"))
     cache.cached_params("b", convert, cache_dir=tmp_path)
     assert convert.calls == 2
+
+
+def test_a_stream_is_read_and_written_one_tensor_at_a_time(tmp_path):
+    """cached_stream yields each converted tensor as it is written, and reads an entry tensor by tensor."""
+    seen = []
+
+    def convert():
+        for name, array in _params().items():
+            seen.append(name)
+            yield name, array
+
+    stream = cache.cached_stream("s", convert, cache_dir=tmp_path)
+    first_name, _ = next(stream)
+    assert seen == [first_name]  # nothing converted ahead of the consumer
+    assert dict(stream).keys() == set(_params()) - {first_name}
+    assert [n for n, _ in cache.cached_stream("s", convert, cache_dir=tmp_path)] == list(_params())
+    assert len(seen) == len(_params())
 
 
 def test_content_key_follows_content_not_path(tmp_path):

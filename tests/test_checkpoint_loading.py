@@ -176,12 +176,12 @@ def test_conversion_cache_reused(reference, tmp_path):
     d, _, single = reference
     cache = tmp_path / "cache"
     load_model(d, cache_dir=cache)
-    files = list((cache / "params").glob("*.safetensors"))
+    files = list((cache / "params").glob("*/manifest.json"))
     assert len(files) == 1
     again = flat_params(load_model(d, cache_dir=cache).model)
     name = "layers.0.attn.q_proj.kernel"
     np.testing.assert_array_equal(np.asarray(again[name]), single[name])
-    assert len(list((cache / "params").glob("*.safetensors"))) == 1
+    assert len(list((cache / "params").glob("*/manifest.json"))) == 1
 
 
 def test_tokenizer_with_chat_template(reference):

@@ -1,9 +1,10 @@
 """The main job end to end on the embedded SmolLM2-135M-Instruct GGUF.
 
-- `python -m jaxunc.main` killed with SIGKILL after its first chunk, started again with the same
-  config, ends with a table identical to an uninterrupted run;
+- `python -m jaxunc.main` killed (SIGKILL, at a deterministic point: right after its first chunk is
+  written) and started again with the same config ends with a table identical to an uninterrupted run;
 - a finished run is not recomputed;
-- batch size 1 in one large bucket and batch size 16 in the default buckets give identical measures.
+- batch size: the default batched scoring of 1 row vs 16 rows per step agrees within BATCHED_ATOL on
+  every measure; the row mode (engine.batch_invariant) is bit-identical.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,17 +27,19 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 8
-# engine.batch_invariant (the default) scores each item with the same kernels whatever the batch:
-# results must be bit-identical (measured: 0.0). The batched forward alone differs by up to 8e-5 in
-# float32 logits between batch sizes (XLA picks matmul kernels by shape).
-BATCH_ATOL = 0.0
+# Batched scoring (the default): XLA picks matmul kernels by shape, so float32 results move with the
+# batch composition. Measured on the 16 first Coane items, 1 vs 16 rows: at most 1.8e-5 (choice-margin),
+# 1.4e-5 (var-ent), 1.2e-5 (nucleus entropies), < 1e-5 elsewhere; the bound asserted here:
+BATCHED_ATOL = 5e-5
+
 
 def smollm2_config(out: Path, cache: Path, **engine):
     config = load_config_file(ROOT / "configs" / "smollm2.py")
     config.output_dir, config.model.cache_dir = str(out), str(cache)
     config.data.limit = LIMIT
     config.analysis.run = False
-    config.engine.update({"batch_size": 2, "chunk_size": 2, **engine})
+    # row mode by default here: one item per row, so chunks of 2 items and a kill point mid-run
+    config.engine.update({"batch_size": 2, "chunk_size": 2, "batch_invariant": True, **engine})
     return config
 
 
@@ -50,7 +52,8 @@ def cli_args(config) -> list[str]:
             f"--config.output_dir={config.output_dir}", f"--config.model.cache_dir={config.model.cache_dir}",
             f"--config.data.limit={LIMIT}", "--config.analysis.run=False",
             f"--config.engine.batch_size={config.engine.batch_size}",
-            f"--config.engine.chunk_size={config.engine.chunk_size}"]
+            f"--config.engine.chunk_size={config.engine.chunk_size}",
+            f"--config.engine.batch_invariant={config.engine.batch_invariant}"]
 
 
 @pytest.fixture(scope="module")
@@ -67,21 +70,15 @@ def uninterrupted(tmp_path_factory, cache):
 
 def test_sigkill_then_restart_gives_identical_table(tmp_path, cache, uninterrupted):
     config = smollm2_config(tmp_path / "killed", cache)
-    parts = tmp_path / "killed" / "items" / "parts"
-    proc = subprocess.Popen(cli_args(config), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while not list(parts.glob("*.partial/chunk-*.parquet")):
-        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
-        assert time.time() < deadline, "no chunk written within 300 s"
-        time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    n_chunks = len(list(parts.glob("*.partial/chunk-*.parquet")))
-    assert 1 <= n_chunks < LIMIT // 2, "the kill should land mid-run"
-
+    proc = subprocess.run(cli_args(config), cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "JAXUNC_TEST_KILL_AFTER_CHUNKS": "1"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    chunks = list((tmp_path / "killed" / "items" / "parts").glob("*.partial/chunk-*.parquet"))
+    assert len(chunks) == 1
+    done = len(pd.read_parquet(chunks[0]))
     record = run(config)
     stats = record["datasets"]["coane"]["mcqa"]
-    assert stats["n_reused"] == 2 * n_chunks and stats["n_computed"] == LIMIT - 2 * n_chunks
+    assert 0 < done < LIMIT and stats["n_reused"] == done and stats["n_computed"] == LIMIT - done
     pd.testing.assert_frame_equal(table_of(tmp_path / "killed"), table_of(Path(uninterrupted[0].output_dir)))
 
 
@@ -93,12 +90,17 @@ def test_finished_run_is_not_recomputed(uninterrupted):
     pd.testing.assert_frame_equal(table_of(Path(config.output_dir)), before)
 
 
-def test_batch_size_and_bucket_do_not_change_results(tmp_path, cache):
-    record = run(smollm2_config(tmp_path / "batch1", cache, batch_size=1, buckets="512"))
-    assert record["datasets"]["coane"]["compilations"]["mcqa"] == 1  # one (batch, bucket) shape
-    run(smollm2_config(tmp_path / "batch16", cache, batch_size=16, chunk_size=16))
-    one, sixteen = table_of(tmp_path / "batch1"), table_of(tmp_path / "batch16")
+@pytest.mark.parametrize("row_mode", [False, True])
+def test_batch_size_changes_results_only_within_the_stated_bound(tmp_path, cache, row_mode):
+    tables = {}
+    for rows in (1, 16):
+        record = run(smollm2_config(tmp_path / f"rows{rows}", cache, batch_size=rows, chunk_size=16,
+                                    batch_invariant=row_mode))
+        assert record["datasets"]["coane"]["compilations"]["mcqa"] == 1  # one packed shape
+        tables[rows] = table_of(tmp_path / f"rows{rows}")
+    one, sixteen = tables[1], tables[16]
+    atol = 0.0 if row_mode else BATCHED_ATOL
     for col in columns.mc_columns():
-        np.testing.assert_allclose(one[col], sixteen[col], rtol=0, atol=BATCH_ATOL, err_msg=col)
-    np.testing.assert_allclose(np.stack(one["mc_choice-pdf"]), np.stack(sixteen["mc_choice-pdf"]), atol=BATCH_ATOL)
+        np.testing.assert_allclose(one[col], sixteen[col], rtol=0, atol=atol, err_msg=col)
+    np.testing.assert_allclose(np.stack(one["mc_choice-pdf"]), np.stack(sixteen["mc_choice-pdf"]), rtol=0, atol=atol)
     assert list(one["cloze_pred"]) == list(sixteen["cloze_pred"])

@@ -2,7 +2,8 @@
 prefilled into a cache, gives the logits of the full prompts (every family's tiny checkpoint).
 
 Reference: our own model on the full prompts, left-padded in one batch (itself checked against
-transformers in test_models_parity.py). The prefix (9 tokens) is longer than every sliding window
+transformers in test_models_parity.py). The prefix (9 tokens, also padded to 16 columns of which
+only 9 are real) is longer than every sliding window
 (4, 5), so windows cross the prefix boundary; suffixes of 2..9 tokens; Pythia rotates 25% of each
 head. Tolerance 1e-5 on logits of magnitude ~5 (float32 sums in another order: measured <= 3e-6).
 Scanned and unrolled layers agree to the same tolerance (XLA fuses them differently: measured <= 2e-6).
@@ -65,11 +66,17 @@ def nnx_state(model):
     return nnx.split(model)[1]
 
 
-def test_packed_suffixes_after_a_cached_prefix_equal_the_full_prompts(model):
+def padded(prefix, width):
+    """The prefix ids right-padded to `width` columns (prefix_kv(ids, length) masks the rest)."""
+    return jnp.asarray(np.concatenate([prefix, np.ones(width - len(prefix), prefix.dtype)]), jnp.int32)
+
+
+@pytest.mark.parametrize("width", [PREFIX, 16])
+def test_packed_suffixes_after_a_cached_prefix_equal_the_full_prompts(model, width):
     variant, m = model
     prefix, suffixes = prompts()
     reference = full_last_logits(m, prefix, suffixes)
-    pkv = jax.jit(lambda ids: m.prefix_kv(ids))(jnp.asarray(prefix, jnp.int32))
+    pkv = jax.jit(m.prefix_kv)(padded(prefix, width), PREFIX)
     got = np.zeros_like(reference)
     for batch in pack(suffixes, list(range(len(suffixes))), rows=2, length=12, segments=4, pad_id=1,
                       prefix_length=PREFIX):
@@ -79,7 +86,7 @@ def test_packed_suffixes_after_a_cached_prefix_equal_the_full_prompts(model):
             if item >= 0:
                 got[item] = logits[r, s]
     worst = float(np.abs(got - reference).max())
-    assert worst <= ATOL, f"{variant}: packed-with-prefix vs full prompts {worst:.3g}"
+    assert worst <= ATOL, f"{variant} (prefix width {width}): packed-with-prefix vs full prompts {worst:.3g}"
 
 
 def test_prefilled_cache_after_a_prefix_decodes_like_the_full_prompts(model):
@@ -109,8 +116,8 @@ def test_prefilled_cache_after_a_prefix_decodes_like_the_full_prompts(model):
     full_ids, full_mask = left_pad([np.concatenate([prefix, s]) for s in suffixes], PREFIX + width)
     want = jax.jit(lambda i, k: decode(i, k, m.init_cache(len(suffixes), PREFIX + width + STEPS)))(full_ids, full_mask)
     ids, mask = left_pad(suffixes, width)
-    pkv = m.prefix_kv(jnp.asarray(prefix, jnp.int32))
-    got = jax.jit(lambda i, k, p: decode(i, k, m.init_cache(len(suffixes), PREFIX + width + STEPS, prefix=p)))(
+    pkv = m.prefix_kv(padded(prefix, 16), PREFIX)  # padding columns inside the cache too
+    got = jax.jit(lambda i, k, p: decode(i, k, m.init_cache(len(suffixes), 16 + width + STEPS, prefix=p)))(
         ids, mask, pkv)
     worst = float(np.abs(np.asarray(got) - np.asarray(want)).max())
     assert worst <= ATOL, f"{variant}: prefix cache + decode vs full prompts {worst:.3g}"

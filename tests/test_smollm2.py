@@ -138,7 +138,7 @@ def test_greedy_decode_matches_transformers(loaded, jitted, hf_model):
 
 
 def test_second_load_hits_cache(loaded, cache_dir, caplog):
-    assert list((cache_dir / "params").glob("*.safetensors")), "the first load wrote no cache file"
+    assert list((cache_dir / "params").glob("*/manifest.json")), "the first load wrote no cache entry"
     with caplog.at_level(logging.INFO, logger="jaxunc.checkpoints.cache"):
         again = load_model(SMOLLM2, dtype="float32", cache_dir=cache_dir)
     assert "param cache hit" in caplog.text

@@ -3,12 +3,13 @@
 Layout under the cache dir ($JAXUNC_CACHE or ~/.cache/jaxunc):
   file_hashes.json          sidecar: resolved path -> {size, mtime_ns, ctime_ns, inode, sha256}, so big
                             files are hashed once (a file whose identity changed is hashed again)
-  params/<name>.safetensors converted params, name = entry_name(key); the safetensors metadata holds a
-                            JSON manifest (names, shapes, logical dtypes) and `mac`
+  params/<name>/            one entry, name = entry_name(key): manifest.json (names, shapes, logical
+                            dtypes, file of each tensor, `mac`) and one safetensors file per tensor,
+                            written and read one tensor at a time
 
-Verification: `mac` = HMAC-SHA256 over the manifest and every tensor's bytes (in name order), keyed
+Verification: `mac` = HMAC-SHA256 over the manifest and every tensor's sha256 (in name order), keyed
 by the content key, which is recomputed from the checkpoint files at every load and never stored in
-the entry (its file name is a one-way hash of it). An entry is used only when its MAC verifies; a
+the entry (its name is a one-way hash of it). An entry is used only when its MAC verifies; a
 truncated, garbled or edited entry (an edited tensor with a recomputed checksum or manifest
 included) is rebuilt from the checkpoint.
 
@@ -18,13 +19,15 @@ knows this scheme: the sidecar's file hashes are enough to recompute a content k
 forger with write access to the cache can still produce an entry that verifies. Treat the cache
 directory like the code you run; `rm -r` it (or set $JAXUNC_CACHE) to start afresh.
 
-Files are written to a temporary name and renamed with os.replace, so a reader never sees half a file.
+An entry is written into a temporary folder renamed with os.replace when complete, so a reader never
+sees half an entry.
 Dtypes safetensors may not store (ml_dtypes bfloat16, float8...) are stored as the unsigned-integer
 view of the same width; the manifest records the logical dtype.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -32,8 +35,9 @@ import logging
 import os
 import pathlib
 import re
+import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import ml_dtypes
 import numpy as np
@@ -41,7 +45,6 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = "jaxunc-params-v2"
-_MANIFEST_KEY = "jaxunc_manifest"
 _CHUNK = 1 << 22
 _NATIVE_KINDS = "biuf"  # bool, int, uint, float: stored as-is by safetensors.numpy
 
@@ -129,72 +132,125 @@ def _logical_dtype(name: str) -> np.dtype:
 
 
 def entry_name(key: str) -> str:
-    """The cache file's name for a content key: a one-way hash, so the key is not on disk."""
+    """The cache entry's name for a content key: a one-way hash, so the key is not on disk."""
     return hashlib.sha256(b"jaxunc-cache-entry\0" + key.encode()).hexdigest()[:40]
 
 
-def _mac(key: str, manifest: dict, arrays: dict[str, np.ndarray]) -> str:
-    """HMAC-SHA256 keyed by the content key over the manifest (without `mac`) and the tensors' bytes."""
+def _tensor_digest(name: str, stored: np.ndarray) -> str:
+    return hashlib.sha256(name.encode() + b"\0" + memoryview(np.ascontiguousarray(stored)).cast("B")).hexdigest()
+
+
+def _mac(key: str, tensors: dict[str, dict], digests: dict[str, str]) -> str:
+    """HMAC-SHA256 keyed by the content key over the format, the tensors' names, shapes and dtypes,
+    and each tensor's sha256 (in name order)."""
     mac = hmac.new(key.encode(), digestmod=hashlib.sha256)
-    mac.update(json.dumps({k: v for k, v in manifest.items() if k != "mac"}, sort_keys=True).encode())
-    for name in sorted(arrays):
-        mac.update(name.encode() + b"\0")
-        mac.update(memoryview(np.ascontiguousarray(arrays[name])).cast("B"))
+    mac.update(json.dumps({"format": CACHE_FORMAT, "tensors": tensors}, sort_keys=True).encode())
+    for name in sorted(digests):
+        mac.update(name.encode() + b"\0" + digests[name].encode())
     return mac.hexdigest()
 
 
-def _manifest(key: str, params: dict[str, np.ndarray], stored: dict[str, np.ndarray]) -> dict:
-    manifest = {
-        "format": CACHE_FORMAT,
-        "tensors": {n: {"shape": list(a.shape), "dtype": a.dtype.name} for n, a in sorted(params.items())},
-    }
-    return {**manifest, "mac": _mac(key, manifest, stored)}
+class CacheInvalid(ValueError):
+    """A cache entry that is truncated, garbled, edited, or not written from this checkpoint."""
 
 
-def _write(path: pathlib.Path, key: str, params: dict[str, np.ndarray]) -> None:
-    from safetensors.numpy import save_file
+class CacheEntry:
+    """params/<entry_name(key)>/: manifest.json plus one safetensors file per tensor, so that an entry
+    is written and read one tensor at a time (host memory holds one tensor, never the model)."""
 
-    stored = {name: _storable(array) for name, array in params.items()}
-    manifest = _manifest(key, params, stored)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    def __init__(self, key: str, cache_dir: pathlib.Path | None = None):
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", key or ""):
+            raise ValueError(f"cache key {key!r} must be a non-empty file-name-safe string (see content_key)")
+        self.key = key
+        self.path = (cache_dir or default_cache_dir()) / "params" / entry_name(key)
+
+    @property
+    def exists(self) -> bool:
+        return (self.path / "manifest.json").is_file()
+
+    def read(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Yield (name, array) in the manifest's order; CacheInvalid when any check fails, at the
+        latest after the last tensor (the MAC covers them all)."""
+        from safetensors.numpy import load_file
+
+        try:
+            manifest = json.loads((self.path / "manifest.json").read_text())
+            tensors, files = manifest["tensors"], manifest["files"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise CacheInvalid(f"manifest unreadable ({type(err).__name__}: {err})") from None
+        if manifest.get("format") != CACHE_FORMAT or set(files) != set(tensors):
+            raise CacheInvalid(f"manifest format {manifest.get('format')} is not {CACHE_FORMAT}, or lists other files")
+        digests = {}
+        for name in files:
+            try:
+                stored = load_file(str(self.path / files[name]))["tensor"]
+            except Exception as err:  # truncated or garbled file: safetensors raises its own errors
+                raise CacheInvalid(f"tensor {name!r} unreadable ({type(err).__name__}: {err})") from None
+            digests[name] = _tensor_digest(name, stored)
+            entry, dtype = tensors[name], _logical_dtype(tensors[name]["dtype"])
+            array = stored.view(dtype) if stored.dtype != dtype else stored
+            if list(array.shape) != entry["shape"]:
+                raise CacheInvalid(f"tensor {name!r} has shape {list(array.shape)}, manifest says {entry['shape']}")
+            yield name, array
+        if not hmac.compare_digest(_mac(self.key, tensors, digests), str(manifest.get("mac"))):
+            raise CacheInvalid("MAC mismatch: the entry was not written from this checkpoint, or changed since")
+
+    def discard(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def writer(self):
+        """Context manager yielding `add(name, array)`; the entry appears (atomically) only if the block
+        completes; on any error nothing is left behind."""
+        from safetensors.numpy import save_file
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = pathlib.Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"))
+        tensors, files, digests = {}, {}, {}
+
+        def add(name: str, array: np.ndarray) -> None:
+            stored = _storable(array)
+            files[name] = f"t{len(files):05d}.safetensors"
+            save_file({"tensor": stored}, str(tmp / files[name]))
+            tensors[name] = {"shape": list(array.shape), "dtype": array.dtype.name}
+            digests[name] = _tensor_digest(name, stored)
+
+        try:
+            yield add
+            manifest = {"format": CACHE_FORMAT, "tensors": tensors, "files": files,
+                        "mac": _mac(self.key, tensors, digests)}
+            (tmp / "manifest.json").write_text(json.dumps(manifest))
+            self.discard()
+            os.replace(tmp, self.path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cached_stream(key: str, convert: Callable[[], Iterable[tuple[str, np.ndarray]]],
+                  cache_dir: pathlib.Path | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, array) pairs for `key`: from a valid cache entry, else from `convert()` while writing the
+    entry. An entry found invalid part-way (CacheInvalid) is discarded and re-raised: the caller
+    starts again, and the second pass converts."""
+    entry = CacheEntry(key, cache_dir)
+    if entry.exists:
+        log.info("param cache hit: %s", entry.path)
+        try:
+            yield from entry.read()
+            return
+        except CacheInvalid as err:
+            log.warning("param cache entry %s is stale or corrupt (%s); rebuilding", entry.path, err)
+            entry.discard()
+            raise
+    log.info("param cache miss: %s", entry.path)
     try:
-        save_file(stored, tmp, metadata={_MANIFEST_KEY: json.dumps(manifest)})
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _read(path: pathlib.Path, key: str) -> dict[str, np.ndarray]:
-    """Load and verify a cache file; raises ValueError saying what is wrong."""
-    from safetensors import safe_open
-    from safetensors.numpy import load_file
-
-    try:
-        with safe_open(str(path), framework="np") as handle:
-            manifest = json.loads((handle.metadata() or {})[_MANIFEST_KEY])
-        stored = load_file(str(path))
-    except Exception as err:  # truncated or garbled file: safetensors / json raise various errors
-        raise ValueError(f"unreadable ({type(err).__name__}: {err})") from err
-    if manifest.get("format") != CACHE_FORMAT:
-        raise ValueError(f"manifest format {manifest.get('format')} is not {CACHE_FORMAT}")
-    entries = manifest.get("tensors", {})
-    if set(entries) != set(stored):
-        raise ValueError(f"manifest lists {len(entries)} tensors, file holds {len(stored)} (names differ)")
-    if not hmac.compare_digest(_mac(key, manifest, stored), str(manifest.get("mac"))):
-        raise ValueError("MAC mismatch: the entry was not written from this checkpoint, or changed since")
-    params = {}
-    for name, entry in entries.items():
-        array = stored[name]
-        dtype = _logical_dtype(entry["dtype"])
-        if array.dtype != dtype:
-            array = array.view(dtype)
-        if list(array.shape) != entry["shape"]:
-            raise ValueError(f"tensor {name!r} has shape {list(array.shape)}, manifest says {entry['shape']}")
-        params[name] = array
-    return params
+        with entry.writer() as add:
+            for name, array in convert():
+                if not isinstance(name, str) or not isinstance(array, np.ndarray):
+                    raise TypeError("convert() must yield (str, np.ndarray) pairs")
+                add(name, array)
+                yield name, array
+    except OSError as err:  # a cache that cannot be written is not an error of the run
+        log.warning("could not write the param cache %s: %s (continuing without it)", entry.path, err)
 
 
 def cached_params(
@@ -202,27 +258,14 @@ def cached_params(
     convert: Callable[[], dict[str, np.ndarray]],
     cache_dir: pathlib.Path | None = None,
 ) -> dict[str, np.ndarray]:
-    """Params for `key` from the cache, or `convert()` (then stored) on a miss or a bad cache file."""
-    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", key or ""):
-        raise ValueError(f"cached_params: key {key!r} must be a non-empty file-name-safe string (see content_key)")
-    path = (cache_dir or default_cache_dir()) / "params" / f"{entry_name(key)}.safetensors"
-    if path.exists():
-        try:
-            params = _read(path, key)
-            log.info("param cache hit: %s", path)
-            return params
-        except ValueError as err:
-            log.warning("param cache file %s is stale or corrupt (%s); rebuilding", path, err)
-            path.unlink(missing_ok=True)
-    else:
-        log.info("param cache miss: %s", path)
-    params = convert()
-    if not isinstance(params, dict) or not all(
-        isinstance(k, str) and isinstance(v, np.ndarray) for k, v in params.items()
-    ):
-        raise TypeError("cached_params: convert() must return dict[str, np.ndarray]")
+    """Params for `key` from the cache, or `convert()` (then stored) on a miss or a bad cache entry."""
+    def pairs():
+        params = convert()
+        if not isinstance(params, dict):
+            raise TypeError("cached_params: convert() must return dict[str, np.ndarray]")
+        return params.items()
+
     try:
-        _write(path, key, params)
-    except OSError as err:
-        log.warning("could not write the param cache %s: %s (continuing without it)", path, err)
-    return params
+        return dict(cached_stream(key, pairs, cache_dir))
+    except CacheInvalid:
+        return dict(cached_stream(key, pairs, cache_dir))

@@ -24,6 +24,7 @@ import os
 import pathlib
 import re
 import struct
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -130,7 +131,7 @@ class GGUFCheckpoint:
     """
 
     config: dict[str, Any]
-    tensors: dict[str, np.ndarray]
+    tensors: Mapping[str, np.ndarray]  # LazyTensors: each read dequantizes one tensor
     tokenizer: Any
     metadata: dict[str, Any]
 
@@ -429,28 +430,36 @@ def _dequantize(path: pathlib.Path, info: TensorInfo, data: np.ndarray | None = 
     return weights
 
 
-def _read_tensors(
-    path: pathlib.Path, infos: list[TensorInfo], config: dict[str, Any], arch: str
-) -> dict[str, np.ndarray]:
-    data = np.memmap(path, dtype=np.uint8, mode="r")
-    out = {}
-    for info in infos:
-        try:
-            name = hf_tensor_name(info.name, arch)
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from err
-        if name is None:
-            continue
-        weights = _dequantize(path, info, data)
-        if arch in _PERMUTED_ARCHITECTURES and ".attn_q." in info.name:
-            weights = unpermute_rope_rows(weights, config["num_attention_heads"])
-        elif arch in _PERMUTED_ARCHITECTURES and ".attn_k." in info.name:
-            weights = unpermute_rope_rows(weights, config["num_key_value_heads"])
-        if arch in _NORM_PLUS_ONE_ARCHITECTURES and info.name.endswith("norm.weight"):
+class LazyTensors(Mapping):
+    """HF name -> float32 tensor, dequantized from the file when read (one at a time, never all)."""
+
+    def __init__(self, path: pathlib.Path, infos: list[TensorInfo], config: dict[str, Any], arch: str):
+        self._path, self._config, self._arch = path, config, arch
+        self._infos: dict[str, TensorInfo] = {}
+        for info in infos:
+            try:
+                name = hf_tensor_name(info.name, arch)
+            except ValueError as err:
+                raise ValueError(f"{path}: {err}") from err
+            if name is not None:
+                self._infos[name] = info
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        info = self._infos[name]
+        weights = _dequantize(self._path, info)
+        if self._arch in _PERMUTED_ARCHITECTURES and ".attn_q." in info.name:
+            weights = unpermute_rope_rows(weights, self._config["num_attention_heads"])
+        elif self._arch in _PERMUTED_ARCHITECTURES and ".attn_k." in info.name:
+            weights = unpermute_rope_rows(weights, self._config["num_key_value_heads"])
+        if self._arch in _NORM_PLUS_ONE_ARCHITECTURES and info.name.endswith("norm.weight"):
             weights = weights - np.float32(1.0)
-        out[name] = weights
-    del data
-    return out
+        return weights
+
+    def __iter__(self):
+        return iter(self._infos)
+
+    def __len__(self) -> int:
+        return len(self._infos)
 
 
 def _pre_tokenizer(pre: str | None, path: pathlib.Path):
@@ -591,6 +600,6 @@ def read_gguf(path: str | pathlib.Path, with_tensors: bool = True) -> GGUFCheckp
         if config["rope_scaling"]:
             config["original_max_position_embeddings"] = config["rope_scaling"]["original_max_position_embeddings"]
     tokenizer = build_tokenizer(meta, path)
-    tensors = _read_tensors(path, infos, config, arch) if with_tensors else {}
+    tensors = LazyTensors(path, infos, config, arch) if with_tensors else {}
     small_meta = {k: v for k, v in meta.items() if not (k.startswith("tokenizer.ggml.") and isinstance(v, list))}
     return GGUFCheckpoint(config=config, tensors=tensors, tokenizer=tokenizer, metadata=small_meta)

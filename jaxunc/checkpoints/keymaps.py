@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -198,11 +198,23 @@ def convert(
     expected: Mapping[str, tuple[int, ...]],
     dtype: np.dtype,
 ) -> dict[str, np.ndarray]:
-    """Checkpoint tensors -> flat params in `dtype` with exactly the names and shapes of `expected`.
+    """Checkpoint tensors -> flat params in `dtype` with exactly the names and shapes of `expected`
+    (all of iter_convert's pairs in one dict)."""
+    return dict(iter_convert(names, get, config, expected, dtype))
+
+
+def iter_convert(
+    names: Iterable[str],
+    get: Callable[[str], np.ndarray],
+    config: ModelConfig,
+    expected: Mapping[str, tuple[int, ...]],
+    dtype: np.dtype,
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Checkpoint tensors -> (flat param name, array in `dtype`), one at a time.
 
     `names` lists the checkpoint's tensors and `get(name)` loads one (so tensors are read one at a time).
-    Raises ValueError listing shape mismatches (tensor, its shape, parameter, expected shape), unused
-    tensors and missing parameters.
+    After the last pair, raises ValueError listing shape mismatches (tensor, its shape, parameter,
+    expected shape), unused tensors and missing parameters, if there are any.
     """
     if config.model_type not in KEYMAPS:
         raise ValueError(f"no key map for model_type {config.model_type!r}; supported: {sorted(KEYMAPS)}")
@@ -211,7 +223,6 @@ def convert(
     lm_heads = _LM_HEAD.get(config.model_type, ("lm_head.weight",))
     embed = next((e for e in _EMBED.get(config.model_type, ("model.embed_tokens.weight",)) if e in names), None)
     skipped = SKIPPED.get(config.model_type)
-    params: dict[str, np.ndarray] = {}
     source: dict[str, str] = {}
     problems: list[str] = []
     unused: list[str] = []
@@ -251,13 +262,12 @@ def convert(
                     f"{target}, which expects shape {tuple(expected[target])}"
                 )
             else:
-                params[target] = np.ascontiguousarray(out.astype(dtype, copy=False))
                 source[target] = name
-    missing = [f"{t} (tensor {hf_name(rules, t)})" for t in sorted(set(expected) - set(params) - mismatched)]
+                yield target, np.ascontiguousarray(out.astype(dtype, copy=False))
+    missing = [f"{t} (tensor {hf_name(rules, t)})" for t in sorted(set(expected) - set(source) - mismatched)]
     if unused:
         problems.append(f"unused checkpoint tensors: {unused}")
     if missing:
         problems.append(f"parameters with no checkpoint tensor (missing tensors): {missing}")
     if problems:
         raise ValueError(f"checkpoint does not match the {config.model_type} model:\n  " + "\n  ".join(problems))
-    return params

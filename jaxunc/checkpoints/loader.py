@@ -1,7 +1,8 @@
 """load_model: an HF safetensors directory or a .gguf file -> our Flax model + tokenizer.
 
 Both paths go through the same declared key map (keymaps.py); the converted flat params are cached on
-disk by content (cache.py), keyed by the checkpoint files, the dtype and the key-map version.
+disk by content (cache.py), keyed by the checkpoint files, the dtype and the key-map version, and go
+from the checkpoint or the cache to their shards on the mesh one tensor at a time (placement.py).
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
+import jax
+from jax.sharding import Mesh
+
 from jaxunc.checkpoints import keymaps, special_tokens
-from jaxunc.checkpoints.special_tokens import SpecialTokens
+from jaxunc.checkpoints.placement import ParamsMismatch, assemble, place_params
 from jaxunc.checkpoints.safetensors_io import PICKLE_SUFFIXES, open_checkpoint, pickle_refusal, safetensors_files
-from jaxunc.models import CausalLM, ModelConfig, build_model, param_shapes
+from jaxunc.checkpoints.special_tokens import SpecialTokens
+from jaxunc.engine.mesh import ParamLayout, make_mesh, param_layouts, sharding_record
+from jaxunc.models import CausalLM, ModelConfig, param_shapes, stacked_shapes
 from jaxunc.models.transformer import resolve_dtype
 
 log = logging.getLogger(__name__)
@@ -37,15 +43,27 @@ class LoadedModel:
     content_key: str  # identity of the checkpoint files' content, dtype and key map (cache.entry_name)
     # End-of-turn / stop ids and BOS behaviour the checkpoint declares (special_tokens.py).
     special_tokens: SpecialTokens | None = None
+    mesh: Mesh | None = None  # where the parameters live
+    layouts: dict[str, ParamLayout] = dataclasses.field(default_factory=dict)  # spec of every parameter
+
+    def sharding_record(self) -> dict:
+        """run.json's "sharding" block (engine.mesh.sharding_record)."""
+        shapes = {p: tuple(s.shape) for p, s in stacked_shapes(self.config, self.model.dtype).items()}
+        itemsize = {p: np.dtype(s.dtype).itemsize for p, s in stacked_shapes(self.config, self.model.dtype).items()}
+        return sharding_record(self.layouts, shapes, itemsize, self.mesh)
 
 
 def load_model(
-    path: str | pathlib.Path, *, dtype: str = "float32", cache_dir: str | pathlib.Path | None = None
+    path: str | pathlib.Path, *, dtype: str = "float32", cache_dir: str | pathlib.Path | None = None,
+    mesh: Mesh | None = None, fsdp: bool = False, scan_layers: bool = True,
 ) -> LoadedModel:
     """Load a local HF checkpoint directory (config.json + safetensors) or a `.gguf` file.
 
     `dtype` ("float32" | "bfloat16") is the parameter and activation dtype; logits are float32.
     `cache_dir` holds converted params (default: $JAXUNC_CACHE or ~/.cache/jaxunc).
+    `mesh` (default: this process's first device): every parameter goes straight from the checkpoint
+    or the cache to its shards, one tensor at a time, as the partition rules of engine/mesh.py say
+    (`fsdp`: also split over the data axis).
     Refuses pickle weights, trust_remote_code (`auto_map`) configs and unsupported model types.
     """
     path = pathlib.Path(path).expanduser()
@@ -55,13 +73,26 @@ def load_model(
         raise pickle_refusal(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint path {path} does not exist")
+    if mesh is None:
+        mesh = make_mesh("data:1,model:1", jax.local_devices()[:1])
+    placement = dict(mesh=mesh, fsdp=fsdp, scan_layers=scan_layers)
     if path.is_file() and path.suffix == ".gguf":
-        return _load_gguf(path, dtype_name, cache)
+        return _load_gguf(path, dtype_name, cache, placement)
     if path.is_file():
         raise ValueError(
             f"{path}: expected a checkpoint directory (config.json + *.safetensors) or a .gguf file"
         )
-    return _load_hf_dir(path, dtype_name, cache)
+    return _load_hf_dir(path, dtype_name, cache, placement)
+
+
+def model_config(path: str | pathlib.Path) -> ModelConfig:
+    """The architecture of a checkpoint from its config.json or GGUF header alone (no weights read)."""
+    path = pathlib.Path(path).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        from jaxunc.checkpoints.gguf_io import read_gguf
+
+        return ModelConfig.from_hf(read_gguf(path, with_tensors=False).config)
+    return ModelConfig.from_hf(_read_config(path))
 
 
 def _read_config(directory: pathlib.Path) -> dict[str, Any]:
@@ -89,58 +120,61 @@ def _load_tokenizer(directory: pathlib.Path) -> Any:
 
 def _convert_fn(names, get, config: ModelConfig, dtype_name: str):
     expected = {k: tuple(v.shape) for k, v in param_shapes(config, dtype_name).items()}
-    return lambda: keymaps.convert(names(), get, config, expected, _NUMPY_DTYPES[dtype_name])
+    return lambda: keymaps.iter_convert(names(), get, config, expected, _NUMPY_DTYPES[dtype_name])
 
 
-def _cached(files: list[pathlib.Path], config: ModelConfig, dtype_name: str, cache, convert):
-    from jaxunc.checkpoints.cache import cached_params, content_key
+def _placed_model(files: list[pathlib.Path], config: ModelConfig, dtype_name: str, cache, convert, placement,
+                  tokenizer, source: str, special: SpecialTokens) -> LoadedModel:
+    """Stream the params (cache entry, else conversion) onto the mesh; an invalid or unfitting cache
+    entry is discarded and the checkpoint converted again."""
+    from jaxunc.checkpoints.cache import CacheEntry, CacheInvalid, cached_stream, content_key, entry_name
 
     extra = f"dtype={dtype_name};keymap={config.model_type}-v{keymaps.KEYMAP_VERSION}"
     key = content_key(files, extra, cache_dir=cache)
-    params = cached_params(key, convert, cache_dir=cache)
-    # A cache file written under the same key was verified against it; re-check against the model.
-    expected = param_shapes(config, dtype_name)
-    if set(params) != set(expected) or any(tuple(params[k].shape) != tuple(v.shape) for k, v in expected.items()):
-        log.warning("cached params for %s do not fit the model; converting again", files[0])
-        params = convert()
-    return params, key
-
-
-def _finish(cached, config: ModelConfig, tokenizer, source: str, dtype_name: str, special: SpecialTokens) -> LoadedModel:
-    from jaxunc.checkpoints.cache import entry_name
-
-    params, key = cached
-    model = build_model(config, dtype=dtype_name, params=params)
-    n_params = int(sum(math.prod(a.shape) for a in params.values()))
+    mesh = placement["mesh"]
+    shapes = {p: tuple(s.shape) for p, s in stacked_shapes(config, dtype_name).items()}
+    layouts = param_layouts(shapes, mesh, config, placement["fsdp"])
+    for attempt in range(2):
+        from_cache = CacheEntry(key, cache).exists
+        try:
+            placed = place_params(cached_stream(key, convert, cache), config, dtype_name, mesh, layouts)
+            break
+        except (CacheInvalid, ParamsMismatch) as err:
+            if not from_cache or attempt:
+                raise
+            log.warning("cached params for %s do not fit the model (%s); converting again", files[0], err)
+            CacheEntry(key, cache).discard()
+    model = assemble(config, dtype_name, placed, placement["scan_layers"])
+    n_params = int(sum(math.prod(a.shape) for a in placed.values()))
     return LoadedModel(model=model, tokenizer=tokenizer, config=config, source=source, n_params=n_params,
-                       content_key=entry_name(key), special_tokens=special)
+                       content_key=entry_name(key), special_tokens=special, mesh=mesh, layouts=layouts)
 
 
-def _load_hf_dir(directory: pathlib.Path, dtype_name: str, cache) -> LoadedModel:
+def _load_hf_dir(directory: pathlib.Path, dtype_name: str, cache, placement) -> LoadedModel:
     hf_config = _read_config(directory)
     config = ModelConfig.from_hf(hf_config)
     files = safetensors_files(directory)
     tokenizer = _load_tokenizer(directory)
 
-    def convert() -> dict[str, np.ndarray]:
+    def convert():
         with open_checkpoint(directory) as ckpt:
-            return _convert_fn(lambda: ckpt.names, ckpt.get, config, dtype_name)()
+            yield from _convert_fn(lambda: ckpt.names, ckpt.get, config, dtype_name)()
 
-    cached = _cached([directory / "config.json", *files], config, dtype_name, cache, convert)
     special = special_tokens.from_hf_dir(directory, tokenizer, hf_config)
-    return _finish(cached, config, tokenizer, f"safetensors:{directory}", dtype_name, special)
+    return _placed_model([directory / "config.json", *files], config, dtype_name, cache, convert, placement,
+                         tokenizer, f"safetensors:{directory}", special)
 
 
-def _load_gguf(path: pathlib.Path, dtype_name: str, cache) -> LoadedModel:
+def _load_gguf(path: pathlib.Path, dtype_name: str, cache, placement) -> LoadedModel:
     from jaxunc.checkpoints.gguf_io import read_gguf
 
     header = read_gguf(path, with_tensors=False)
     special = special_tokens.from_gguf(header.metadata, header.tokenizer)
     config = ModelConfig.from_hf(header.config)
 
-    def convert() -> dict[str, np.ndarray]:
+    def convert():
         tensors = read_gguf(path).tensors
         return _convert_fn(lambda: list(tensors), tensors.__getitem__, config, dtype_name)()
 
-    cached = _cached([path], config, dtype_name, cache, convert)
-    return _finish(cached, config, header.tokenizer, f"gguf:{path}", dtype_name, special)
+    return _placed_model([path], config, dtype_name, cache, convert, placement, header.tokenizer, f"gguf:{path}",
+                         special)

@@ -1,41 +1,42 @@
-"""The resumable loop shared by every task: chunks of items -> fixed-shape batches -> rows -> store."""
+"""The resumable loop shared by every task: the task's batches -> rows -> atomic chunks in the store."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from jaxunc.engine.batching import Batch, make_batches
 from jaxunc.engine.store import CONTENT_KEY, ITEM_KEY, ChunkStore
 
-# batch_fn(batch, global_rows) -> {name: array with one leading entry per real row of the batch}
-BatchFn = Callable[[Batch, np.ndarray], dict[str, np.ndarray]]
+# Tests set JAXUNC_TEST_KILL_AFTER_CHUNKS=n to SIGKILL the process right after its n-th chunk is written.
+KILL_AFTER_CHUNKS = int(os.environ.get("JAXUNC_TEST_KILL_AFTER_CHUNKS") or 0)
+
+# batches(todo item indices) -> per batch: (item indices scored, {name: array with one entry per item})
+Batches = Callable[[list[int]], Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]]
 # rows_fn(items of the chunk, {name: array [n_chunk, ...]}) -> one DataFrame row per item, with item_id
 RowsFn = Callable[[pd.DataFrame, dict[str, np.ndarray]], pd.DataFrame]
 
 
 def process_items(
     items: pd.DataFrame,
-    token_lists: list[list[int]],
     store: ChunkStore,
-    batch_fn: BatchFn,
+    batches: Batches,
     rows_fn: RowsFn,
     *,
     item_keys: list[str],
     content_key: str,
-    batch_size: int,
-    buckets: tuple[int, ...],
-    pad_id: int,
     chunk_size: int,
     desc: str,
     process_index: int = 0,
     process_count: int = 1,
 ) -> dict:
-    """Compute the items without a valid row in `store`, writing one atomic chunk every `chunk_size` items.
+    """Compute the items without a valid row in `store`; a chunk of at least `chunk_size` items (whole
+    batches) is written atomically as soon as its batches are done.
 
     A stored row is valid when its content key and item key equal `content_key` and `item_keys[i]`
     (see engine.provenance); the returned record counts what was reused and why the rest was computed.
@@ -48,22 +49,29 @@ def process_items(
     done_ids = set(reused["item_id"])
     todo = [i for i in own if ids[i] not in done_ids]
     start = time.perf_counter()
+    pending: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
+    written = [0]
+
+    def flush():
+        rows_idx = np.concatenate([r for r, _ in pending])
+        ordered = {n: np.concatenate([o[n] for _, o in pending]) for n in pending[0][1]}
+        rows = rows_fn(items.iloc[rows_idx], ordered)
+        rows[CONTENT_KEY] = content_key
+        rows[ITEM_KEY] = [item_keys[i] for i in rows_idx]
+        store.write_chunk(rows)
+        pending.clear()
+        written[0] += 1
+        if written[0] == KILL_AFTER_CHUNKS:  # fault injection for the resume tests: die as a kill would
+            os.kill(os.getpid(), signal.SIGKILL)
+
     with tqdm(total=len(own), initial=len(own) - len(todo), desc=desc, unit="item") as bar:
-        for c0 in range(0, len(todo), chunk_size):
-            rows_idx = np.asarray(todo[c0:c0 + chunk_size])
-            outputs: dict[int, dict[str, np.ndarray]] = {}
-            for batch in make_batches([token_lists[i] for i in rows_idx], batch_size, buckets, pad_id):
-                filled = np.concatenate([batch.rows, np.full(batch_size - batch.n_real, batch.rows[0])])
-                out = batch_fn(batch, rows_idx[filled])
-                for k, r in enumerate(batch.rows):
-                    outputs[int(r)] = {name: v[k] for name, v in out.items()}
-                bar.update(batch.n_real)
-            names = list(outputs[0])
-            ordered = {n: np.stack([outputs[k][n] for k in range(len(rows_idx))]) for n in names}
-            rows = rows_fn(items.iloc[rows_idx], ordered)
-            rows[CONTENT_KEY] = content_key
-            rows[ITEM_KEY] = [item_keys[i] for i in rows_idx]
-            store.write_chunk(rows)
+        for scored, outputs in (batches(todo) if todo else ()):
+            pending.append((np.asarray(scored), outputs))
+            bar.update(len(scored))
+            if sum(len(r) for r, _ in pending) >= chunk_size:
+                flush()
+        if pending:
+            flush()
     seconds = time.perf_counter() - start
     return {"n_computed": len(todo), "n_reused": len(own) - len(todo), "computed_because": dict(reasons),
             "seconds": seconds, "items_per_second": len(todo) / seconds if todo else None}

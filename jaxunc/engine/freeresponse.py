@@ -7,12 +7,15 @@ no such span exists every `bfr_*` value is NaN and `fr_bracket_found` is False.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from jaxunc import measures
-from jaxunc.engine.batching import Batch
-from jaxunc.engine.decode import Generation
+from jaxunc.engine.batching import make_batches
+from jaxunc.engine.decode import Generation, Generator
+from jaxunc.engine.prefix import PrefixGroup, padded_width, prefix_groups, prefix_summary
 
 
 def step_char_spans(tokenizer, tokens: list[int]) -> tuple[str, list[tuple[int, int]]]:
@@ -48,18 +51,40 @@ def answer_masks(tokenizer, tokens: np.ndarray, steps: int) -> tuple[np.ndarray,
     return end_mask, bracket_mask, text
 
 
-def batch_fn(generate):
-    """Run the jitted generation on a batch; keep the tracks of the real rows."""
+@dataclass(frozen=True)
+class FrPlan:
+    groups: list[PrefixGroup]
+    prefix_width: int
+    batch_size: int
+    buckets: tuple[int, ...]
 
-    def run(batch: Batch, rows: np.ndarray) -> dict[str, np.ndarray]:
-        gen: Generation = generate(batch.input_ids, batch.attention_mask)
-        n = batch.n_real
-        out = {"tokens": gen.tokens[:n], "steps": gen.steps[:n], "hit_cap": gen.hit_cap[:n]}
-        out.update({f"track:{k}": v[:n] for k, v in gen.stats.items()})
-        out.update({k: v[:n] for k, v in gen.first.items()})
-        return out
+    def record(self, token_lists) -> dict:
+        return {**prefix_summary(self.groups, token_lists), "prefix_width": self.prefix_width}
 
-    return run
+
+def plan_fr(token_lists: list[list[int]], *, batch_size: int, buckets: tuple[int, ...], min_prefix: int = 16,
+            reuse_prefix: bool = True) -> FrPlan:
+    """Prefix groups for the free-response prompts; suffixes go into left-padded length buckets."""
+    groups = prefix_groups(token_lists, min_prefix) if reuse_prefix else [PrefixGroup((), tuple(range(len(token_lists))))]
+    return FrPlan(groups, padded_width(groups), batch_size, buckets)
+
+
+def fr_batches(generate: Generator, plan: FrPlan, token_lists, todo: list[int], pad_id: int):
+    """(item indices, generation tracks of those items) per batch, over the `todo` items only."""
+    wanted = set(todo)
+    for group in plan.groups:
+        items = [i for i in group.items if i in wanted]
+        if not items:
+            continue
+        prefix = generate.prefix(list(group.prefix), plan.prefix_width)
+        suffixes = [token_lists[i][len(group.prefix):] for i in items]
+        for batch in make_batches(suffixes, plan.batch_size, plan.buckets, pad_id):
+            gen: Generation = generate(batch.input_ids, batch.attention_mask, prefix)
+            n = batch.n_real
+            out = {"tokens": gen.tokens[:n], "steps": gen.steps[:n], "hit_cap": gen.hit_cap[:n]}
+            out.update({f"track:{k}": v[:n] for k, v in gen.stats.items()})
+            out.update({k: v[:n] for k, v in gen.first.items()})
+            yield np.asarray(items)[batch.rows], out
 
 
 def rows_fn(tokenizer):

@@ -103,13 +103,6 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def check_batch_size(batch_size: int, mesh: Mesh) -> None:
-    n = mesh.shape[DATA_AXIS]
-    if batch_size % n:
-        raise ValueError(f"engine.batch_size={batch_size} must be a multiple of the data axis size {n} "
-                         f"(engine.mesh); try --config.engine.batch_size={max(n, batch_size // n * n)}")
-
-
 @dataclass(frozen=True)
 class Units:
     """How many whole units a logical axis has (heads count in heads); dimension size otherwise."""

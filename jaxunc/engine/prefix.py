@@ -19,6 +19,9 @@ from typing import Sequence
 import numpy as np
 
 
+PREFIX_MULTIPLE = 64  # every prefix of a task is padded to one width, a multiple of this (one compiled shape)
+
+
 @dataclass(frozen=True)
 class PrefixGroup:
     """Items (indices into the prompt list, ascending) sharing `prefix` (token ids, possibly empty)."""
@@ -92,6 +95,12 @@ def _best_split(links: list[int], lengths: list[int], min_prefix: int) -> list[t
         (left, lleaves), (right, rleaves) = best.pop((lo, cut)), best.pop((cut, hi))
         best[lo, hi] = (whole, leaf) if whole >= left + right else (left + right, lleaves + rleaves)
     return best[0, n][1]
+
+
+def padded_width(groups: Sequence[PrefixGroup]) -> int:
+    """The width every prefix of these groups is padded to: the longest, rounded up to PREFIX_MULTIPLE."""
+    longest = max(len(g.prefix) for g in groups)
+    return max(1, -(-longest // PREFIX_MULTIPLE) * PREFIX_MULTIPLE)
 
 
 def prefix_summary(groups: Sequence[PrefixGroup], token_lists: Sequence[Sequence[int]]) -> dict:

@@ -1,82 +1,104 @@
-"""Multiple-choice scoring: one jitted step from token ids to the `mc_*` measures.
+"""Multiple-choice scoring: packed prompt suffixes after a cached prefix -> the `mc_*` measures.
 
-step(state, input_ids, attention_mask, choice_ids, n_choices) -> {column: [batch]}
-  logits = model(input_ids, attention_mask, last column)      [batch, vocab], on device only
+prefix(ids [P], length) -> PrefixKV                      once per prefix group (jitted, one shape)
+step(params, batch, prefix, choice_ids, n_choices) -> {column: [rows * segments]}
+  logits = model.packed_logits(batch, prefix)             [rows, segments, vocab], on device only
   measures = next_token_measures(logits, choice_ids, n_choices)
 Only the per-item measures (and the option log-probabilities) come back to the host.
 
-Batch invariance (default): each device maps over its rows one at a time (shard_map over the `data`
-axis, lax.map inside), so every item is computed by exactly the same kernels whatever the batch size
-or the number of devices; left padding is exact, so the bucket does not matter either. Results are
-then bit-identical across batch sizes and buckets. `batch_invariant=False` runs the whole batch in
-one forward (about 20% faster on CPU), whose float32 logits move by up to ~8e-5 between batch sizes
-because XLA picks matmul kernels, and so summation orders, by shape.
+Default: one batched forward per step, rows split over the mesh's `data` axis, parameters as the
+partition rules place them. Across batch compositions, float32 results move by float32 noise
+(XLA picks matmul kernels by shape; the measured bound is in the README and tests). row_mode
+(engine.batch_invariant=True): one item per row, and each device maps over its rows one at a time
+(shard_map + lax.map), so every item is computed by the same kernels on the same shapes whatever the
+batch: bit-identical results for any batch size or device count, at the cost of speed.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxunc import measures
-from jaxunc.engine.batching import Batch
-from jaxunc.engine.mesh import DATA_AXIS, Mesh, batch_sharding, replicated
+from jaxunc.engine.mesh import DATA_AXIS, MODEL_AXIS, Mesh
+from jaxunc.engine.packing import PackedBatch
+from jaxunc.models.layers import activation_mesh
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class ScoreStep:
-    """A jitted scoring function bound to a model's parameters, counting compiled shapes."""
+class Scorer:
+    """Jitted prefix and scoring functions bound to a model's (sharded) parameters; counts compiled shapes."""
 
-    fn: Callable
-    state: object
+    model: object
     mesh: Mesh
+    row_mode: bool = False
+    nucleus: str = "inclusive"
     shapes: set = field(default_factory=set)
 
-    def __call__(self, batch: Batch, choice_ids: np.ndarray, n_choices: np.ndarray) -> dict[str, np.ndarray]:
-        """Measures of the real rows of `batch`; choice_ids [batch, O, K], n_choices [batch]."""
-        shape = batch.input_ids.shape
+    def __post_init__(self):
+        self.graphdef, self.state = nnx.split(self.model)
+        graphdef, mesh, nucleus = self.graphdef, self.mesh, self.nucleus
+        heads = MODEL_AXIS if mesh.shape[MODEL_AXIS] > 1 and self.model.config.num_kv_heads % mesh.shape[MODEL_AXIS] == 0 else None
+        kv = NamedSharding(mesh, PartitionSpec(None, None, heads, None))
+        self._prefix_sharding = kv
+
+        def prefix(state, ids, length):
+            with activation_mesh(mesh):
+                return nnx.merge(graphdef, state).prefix_kv(ids, length)
+
+        def score(state, ids, positions, segments, last, prefix, choice_ids, n_choices):
+            with activation_mesh(None if self.row_mode else mesh):
+                logits = nnx.merge(graphdef, state).packed_logits(ids, positions, segments, last, prefix)
+            rows, slots, vocab = logits.shape
+            return measures.next_token_measures(
+                logits.reshape(rows * slots, vocab), choice_ids.reshape(rows * slots, *choice_ids.shape[2:]),
+                n_choices.reshape(rows * slots), nucleus=nucleus)
+
+        self._prefix = jax.jit(prefix)
+        if self.row_mode:
+            data = PartitionSpec(DATA_AXIS)
+
+            def rows_one_by_one(state, *args):
+                *batch, prefix, choice_ids, n_choices = args
+
+                def one(row):
+                    ids, pos, seg, last, cids, n = (x[None] for x in row)
+                    return jax.tree.map(lambda x: x[0], score(state, ids, pos, seg, last, prefix, cids, n))
+
+                return jax.lax.map(one, (*batch, choice_ids, n_choices))
+
+            self._score = jax.jit(jax.shard_map(
+                rows_one_by_one, mesh=mesh, check_vma=False,
+                in_specs=(PartitionSpec(), data, data, data, data, PartitionSpec(), data, data), out_specs=data))
+        else:
+            self._score = jax.jit(score)
+
+    def prefix(self, tokens: list[int], width: int):
+        """The PrefixKV of `tokens` padded to `width` columns (one compiled shape per width)."""
+        ids = np.zeros(width, np.int32)
+        ids[: len(tokens)] = tokens
+        return self._prefix(self.state, ids, np.int32(len(tokens)))
+
+    def __call__(self, batch: PackedBatch, prefix, choice_ids: np.ndarray, n_choices: np.ndarray) -> dict[str, np.ndarray]:
+        """Measures per slot, flattened [rows * segments] (slots without an item hold filler values)."""
+        shape = (batch.input_ids.shape, batch.last.shape, choice_ids.shape[2:], prefix.width)
         if shape not in self.shapes:
             self.shapes.add(shape)
-            log.info("compiling scoring step for batch shape %s (%d shapes so far)", shape, len(self.shapes))
-        sharding = batch_sharding(self.mesh)
-        args = [jax.device_put(a, sharding) for a in (batch.input_ids, batch.attention_mask, choice_ids, n_choices)]
-        out = self.fn(self.state, *args)
-        return {k: np.asarray(v)[: batch.n_real] for k, v in out.items()}
+            log.info("compiling the scoring step for %s (%d shapes so far)", shape, len(self.shapes))
+        rows = NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))
+        args = [jax.device_put(a, rows) for a in (batch.input_ids, batch.positions, batch.segments, batch.last)]
+        per_slot = [jax.device_put(a, rows) for a in (choice_ids, n_choices)]
+        out = self._score(self.state, *args, prefix, *per_slot)
+        return {k: np.asarray(v) for k, v in out.items()}
 
     @property
     def n_compilations(self) -> int:
         return len(self.shapes)
-
-
-def make_score_step(model, mesh: Mesh, *, batch_invariant: bool = True, **measure_kwargs) -> ScoreStep:
-    """Split the NNX model once; jit a pure function of (params, batch) -> measures."""
-    graphdef, state = nnx.split(model)
-    state = jax.device_put(state, replicated(mesh))
-
-    def score(state, input_ids, attention_mask, choice_ids, n_choices):
-        model = nnx.merge(graphdef, state)
-        rows, length = input_ids.shape
-        last = jnp.full((rows, 1), length - 1, dtype=jnp.int32)
-        logits = model(input_ids, attention_mask, last)[:, 0]
-        return measures.next_token_measures(logits, choice_ids, n_choices, **measure_kwargs)
-
-    def score_rows(state, *batch):
-        one = lambda row: jax.tree.map(lambda x: x[0], score(state, *(a[None] for a in row)))
-        return jax.lax.map(one, batch)
-
-    if batch_invariant:
-        data = PartitionSpec(DATA_AXIS)
-        step = jax.jit(jax.shard_map(score_rows, mesh=mesh, in_specs=(PartitionSpec(), data, data, data, data),
-                                     out_specs=data))
-    else:
-        step = jax.jit(score)
-    return ScoreStep(step, state, mesh)

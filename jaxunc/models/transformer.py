@@ -70,14 +70,21 @@ class KVCache:
 
 @flax.struct.dataclass
 class PrefixKV:
-    """Keys/values [layers, P, K, D] of a shared prompt prefix at positions 0..P-1."""
+    """Keys/values [layers, P, K, D] of a shared prompt prefix at positions 0..P-1; only the first
+    `length` (int32 scalar, <= P) columns are real, so prefixes of any length share one shape."""
 
     k: jax.Array
     v: jax.Array
+    length: jax.Array
 
     @property
-    def length(self) -> int:
+    def width(self) -> int:
         return self.k.shape[1]
+
+    @property
+    def valid(self) -> jax.Array:
+        """bool [P]: the real columns."""
+        return jnp.arange(self.width) < self.length
 
 
 def _check_2d(name: str, x: jax.Array, batch: int | None = None) -> None:
@@ -255,14 +262,18 @@ class CausalLM(nnx.Module):
         _, extras = self._trunk(input_ids, pos, masks, collect=every)
         return jnp.concatenate([self._embed(input_ids)[None], extras["states"]])
 
-    def prefix_kv(self, prefix_ids: jax.Array) -> PrefixKV:
-        """Keys/values of a shared prefix (int [P], P >= 1), run once at positions 0..P-1."""
+    def prefix_kv(self, prefix_ids: jax.Array, length: jax.Array | int | None = None) -> PrefixKV:
+        """Keys/values of a shared prefix: the first `length` (default all) of prefix_ids (int [P],
+        P >= 1; the rest is padding), run once at positions 0..length-1."""
         if prefix_ids.ndim != 1 or prefix_ids.shape[0] < 1:
             raise ValueError(f"prefix_ids must have shape [P] with P >= 1, got {tuple(prefix_ids.shape)}")
+        width = prefix_ids.shape[0]
+        length = jnp.asarray(width if length is None else length, jnp.int32)
         ids = prefix_ids[None].astype(jnp.int32)
-        pos, masks = self._full_inputs(ids, jnp.ones_like(ids))
+        mask = (jnp.arange(width) < length)[None].astype(jnp.int32)
+        pos, masks = self._full_inputs(ids, mask)
         _, extras = self._trunk(ids, pos, masks, keep_kv=True)
-        return PrefixKV(extras["k"][:, 0], extras["v"][:, 0])
+        return PrefixKV(extras["k"][:, 0], extras["v"][:, 0], length)
 
     def packed_logits(self, input_ids: jax.Array, positions: jax.Array, segments: jax.Array,
                       logit_positions: jax.Array, prefix: PrefixKV | None = None) -> jax.Array:
@@ -271,7 +282,7 @@ class CausalLM(nnx.Module):
         positions [B, T]: each token's position in its own prompt (the prefix holds 0..P-1); segments
         [B, T] int: 1, 2, ... per packed suffix, 0 for padding columns.
         """
-        allowed, k_pos = packed_mask(positions, segments, 0 if prefix is None else prefix.length)
+        allowed, k_pos = packed_mask(positions, segments, prefix)
         h, _ = self._trunk(input_ids, positions, self._masks(allowed, positions, k_pos), prefix=prefix)
         h = jnp.take_along_axis(h, logit_positions.astype(jnp.int32)[:, :, None], axis=1)
         return constrain(self._unembed(h), DATA, None, None)
@@ -284,17 +295,17 @@ class CausalLM(nnx.Module):
         k, v = jnp.zeros(shape, self.dtype), jnp.zeros(shape, self.dtype)
         valid = jnp.zeros((batch_size, max_length), bool)
         pos = jnp.zeros((batch_size, max_length), jnp.int32)
-        n = 0
+        width, length = 0, jnp.zeros((), jnp.int32)
         if prefix is not None:
-            n = prefix.length
-            if n >= max_length:
-                raise ValueError(f"a prefix of {n} tokens leaves no room in a cache of max_length {max_length}")
-            put = lambda c, x: c.at[:, :, :n].set(jnp.broadcast_to(x[:, None], (*c.shape[:2], *x.shape[1:])))  # noqa: E731
+            width, length = prefix.width, prefix.length
+            if width >= max_length:
+                raise ValueError(f"a prefix of {width} columns leaves no room in a cache of max_length {max_length}")
+            put = lambda c, x: c.at[:, :, :width].set(jnp.broadcast_to(x[:, None], (*c.shape[:2], *x.shape[1:])))  # noqa: E731
             k, v = put(k, prefix.k.astype(self.dtype)), put(v, prefix.v.astype(self.dtype))
-            valid = valid.at[:, :n].set(True)
-            pos = pos.at[:, :n].set(jnp.arange(n, dtype=jnp.int32))
-        return KVCache(k=k, v=v, valid=valid, pos=pos, next_pos=jnp.full((batch_size,), n, jnp.int32),
-                       index=jnp.asarray(n, jnp.int32))
+            valid = valid.at[:, :width].set(prefix.valid)
+            pos = pos.at[:, :width].set(jnp.arange(width, dtype=jnp.int32))
+        return KVCache(k=k, v=v, valid=valid, pos=pos, next_pos=jnp.full((batch_size,), length, jnp.int32),
+                       index=jnp.asarray(width, jnp.int32))
 
     def _extend(self, input_ids, mask, cache: KVCache):
         """Append columns [index, index + L) to the cache and run the layers over them."""
@@ -341,18 +352,19 @@ class CausalLM(nnx.Module):
         return self._unembed(h[:, 0]), cache
 
 
-def packed_mask(positions: jax.Array, segments: jax.Array, prefix_length: int) -> tuple[jax.Array, jax.Array]:
-    """(allowed [B, T, P + T], key positions [B, P + T]) of packed rows after a shared prefix of P tokens.
+def packed_mask(positions: jax.Array, segments: jax.Array, prefix: PrefixKV | None) -> tuple[jax.Array, jax.Array]:
+    """(allowed [B, T, P + T], key positions [B, P + T]) of packed rows after a shared prefix of P columns.
 
-    A token of segment s > 0 sees every prefix key and the keys of segment s at or before its own
-    column; padding columns (segment 0) see nothing and are seen by nothing.
+    A token of segment s > 0 sees the prefix's real columns and the keys of segment s at or before
+    its own column; padding columns (segment 0) see nothing and are seen by nothing.
     """
     b, t = segments.shape
+    width = 0 if prefix is None else prefix.width
     real = segments > 0
     cols = jnp.arange(t)
     own = (segments[:, :, None] == segments[:, None, :]) & real[:, None, :] & (cols[None, None, :] <= cols[None, :, None])
-    allowed = jnp.concatenate([jnp.broadcast_to(real[:, :, None], (b, t, prefix_length)), own & real[:, :, None]], axis=2)
-    k_pos = jnp.concatenate([jnp.broadcast_to(jnp.arange(prefix_length, dtype=positions.dtype), (b, prefix_length)),
-                             positions], axis=1)
-    return allowed, k_pos
-
+    parts, k_pos = [own & real[:, :, None]], [positions]
+    if prefix is not None:
+        parts.insert(0, real[:, :, None] & prefix.valid[None, None, :])
+        k_pos.insert(0, jnp.broadcast_to(jnp.arange(width, dtype=positions.dtype), (b, width)))
+    return jnp.concatenate(parts, axis=2), jnp.concatenate(k_pos, axis=1)
