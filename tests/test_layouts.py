@@ -4,8 +4,9 @@ data:1,model:8 (parameters split by the partition rules, with their fallbacks wh
 Each family's tiny checkpoint (and SmolLM2) is loaded on each layout in one process with
 --xla_force_host_platform_device_count=8 (tests/layout_worker.py); multiple-choice measures of packed
 Coane items after their shared prefix and free-response greedy answers with their step measures are
-compared with the 1-device run: tokens equal, measures within 1e-5 (measured: <= 2e-6 on the tiny
-models; SmolLM2 within 1e-5 except the log choice-margin, ill-conditioned near ties).
+compared with the 1-device run: tokens equal, measures within 1e-5, except the log choice-margin
+ln(P1 - P2), whose float32 error grows as the two largest option masses approach a tie (bound from its
+condition number, margin_atol); SmolLM2 within SMOLLM2_ATOL.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ from tiny_checkpoints import bpe_tokenizer, save_family_checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 LAYOUTS = ("data:1,model:1", "data:8,model:1", "data:2,model:4", "data:1,model:8")
 ATOL = 1e-5
+# SmolLM2 (Q4 weights, logits up to ~25): a split over `model` reorders the matmuls' sums, so float32
+# logits move by ~1e-5 relative; measured on 16 Coane items and 8 x 8 generated steps: option
+# log-probabilities (mc_choice-pdf) 4.7e-5, step var-ent 7.1e-5, nucleus entropies 7.6e-5, the
+# [0, 1] measures of multiple choice <= 1.5e-5; greedy answers identical.
+SMOLLM2_ATOL = 1e-4
 # one tiny checkpoint per family (tests/test_family_configs.py names the same variants)
 VARIANTS = ("llama_tied_bias", "llama3", "mistral", "qwen2", "gemma", "gemma2", "pythia", "qwen3", "gemma3",
             "phi3", "olmo2")
@@ -39,20 +45,40 @@ def run_layouts(checkpoint: Path, tmp_path: Path, **extra) -> dict[str, np.ndarr
     return dict(np.load(out))
 
 
-def compare(results: dict[str, np.ndarray], atol: dict[str, float] | None = None) -> None:
-    atol = atol or {}
+def margin_atol(pdf: np.ndarray, atol: float = ATOL) -> np.ndarray:
+    """Per-item bound for ln(P1 - P2): float32 option masses carry a few ulps of relative error, so the
+    log of their difference is ill-conditioned near a tie: ATOL + 64 eps (P1 + P2) / (P1 - P2)."""
+    p = np.sort(np.exp(pdf.astype(np.float64)), axis=1)[:, ::-1]
+    return atol + 64 * np.finfo(np.float32).eps * (p[:, 0] + p[:, 1]) / np.maximum(p[:, 0] - p[:, 1], 1e-300)
+
+
+def compare(results: dict[str, np.ndarray], atol: float = ATOL) -> None:
+    """Every layout against the 1-device run. Nucleus sizes may differ by one where a cumulative sum
+    lies within float32 rounding of p (at most 2 such steps); the nucleus's other statistics are then
+    compared where the sizes agree."""
     base = LAYOUTS[0]
     for key, want in results.items():
         layout, _, name = key.partition("|")
         if layout != base or name == "sharding":
             continue
         for other in LAYOUTS[1:]:
-            got = results[f"{other}|{name}"]
-            if want.dtype.kind in "iub":
-                np.testing.assert_array_equal(got, want, err_msg=f"{other} {name}")
+            got, where = results[f"{other}|{name}"], f"{other} {name}"
+            if "-len-" in name:
+                flips = got != want
+                assert np.abs(got.astype(int) - want.astype(int)).max(initial=0) <= 1 and flips.sum() <= 2, where
+            elif want.dtype.kind in "iub":
+                np.testing.assert_array_equal(got, want, err_msg=where)
+            elif name == "mcqa|mc_choice-margin":
+                bound = margin_atol(results[f"{base}|mcqa|mc_choice-pdf"], atol)
+                assert np.all(np.abs(got - want) <= bound), (where, np.abs(got - want), bound)
+            elif "top-p-" in name and "|" in name:
+                task, _, stat = name.partition("|")
+                p = stat.rsplit("-", 1)[1]
+                size = f"{task}|{stat.split('top-p-')[0]}top-p-len-{p}"
+                same = results[f"{other}|{size}"] == results[f"{base}|{size}"] if f"{base}|{size}" in results else True
+                np.testing.assert_allclose(np.where(same, got, want), want, rtol=0, atol=atol, err_msg=where)
             else:
-                tol = atol.get(name.split("|")[-1], ATOL)
-                np.testing.assert_allclose(got, want, rtol=0, atol=tol, err_msg=f"{other} {name}")
+                np.testing.assert_allclose(got, want, rtol=0, atol=atol, err_msg=where)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -67,7 +93,7 @@ def test_smollm2_gives_the_same_numbers_on_every_layout(tmp_path):
     from jaxunc.embedded import smollm2_gguf_path
 
     results = run_layouts(smollm2_gguf_path(), tmp_path, items=16, fr_items=8, steps=8)
-    compare(results, {"mc_choice-margin": 1e-4})
+    compare(results, SMOLLM2_ATOL)
     total = results[f"{LAYOUTS[0]}|sharding"][0]
     for layout in ("data:2,model:4", "data:1,model:8"):
         per_device = results[f"{layout}|sharding"]
