@@ -231,6 +231,8 @@ def calibration_table(df: pd.DataFrame, cfg: AnalysisConfig | None = None
                 model_type=df["model_type"].iloc[0], model_size=df["model_size"].iloc[0],
                 group_by=T.POOLED_BY, group=T.POOLED_GROUP)
     rows, rel = [], []
+    letters = ((df["cloze_pred"].map(T.label_index).to_numpy(), df["Correct_Answer"].map(T.label_index).to_numpy())
+               if "cloze_pred" in df and "Correct_Answer" in df else None)  # for the JSD-shift test
     for task, corr, source, n_ung, ms in task_columns(df, cfg):
         vals = df[ms].to_numpy(dtype=float)
         groups: dict[bytes, tuple] = {}
@@ -272,9 +274,8 @@ def calibration_table(df: pd.DataFrame, cfg: AnalysisConfig | None = None
                     for key, pre in (("auroc", "auroc"), ("pointbiserial_r", "pointbiserial"), ("spearman_r", "spearman")):
                         if key in ci:
                             row[f"{pre}_ci_low"], row[f"{pre}_ci_high"] = ci[key][0][j], ci[key][1][j]
-                    if task == "mc" and cfg.permutations > 0 and "cloze_pred" in df and "Correct_Answer" in df:
-                        pred = df["cloze_pred"].map(T.label_index).to_numpy()[mask]
-                        gold = df["Correct_Answer"].map(T.label_index).to_numpy()[mask]
+                    if task == "mc" and cfg.permutations > 0 and letters is not None:
+                        pred, gold = letters[0][mask], letters[1][mask]
                         if (pred >= 0).all() and (gold >= 0).all():
                             tt, pp = jsd_shift_test(uj, pred, gold, cfg.permutations,
                                                     _rng(cfg, meta["dataset"], meta["model"], m, "jsd"))
