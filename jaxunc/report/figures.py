@@ -248,7 +248,7 @@ def group_calibration_heatmaps(cal: pd.DataFrame, out: Path, alpha: float = 0.05
         fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(w, h), sharey=True,
                                        gridspec_kw=dict(width_ratios=[1, max(1, auroc.shape[1])]))
         av = acc.to_numpy(float)[:, None]
-        im0 = ax0.imshow(av, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        ax0.imshow(av, cmap="viridis", vmin=0, vmax=1, aspect="auto")
         ax0.set_xticks([0], ["accuracy"], rotation=90, fontsize=7)
         ax0.set_yticks(range(len(order)), ylabels, fontsize=7)
         vals = auroc.to_numpy(float)
@@ -259,10 +259,9 @@ def group_calibration_heatmaps(cal: pd.DataFrame, out: Path, alpha: float = 0.05
             for (i, j), v in np.ndenumerate(shown):
                 if np.isfinite(v):
                     ax1.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5)
-            for i, v in enumerate(av[:, 0]):
-                if np.isfinite(v):
-                    ax0.text(0, i, f"{v:.2f}", ha="center", va="center", fontsize=5, color="w")
-        fig.colorbar(im0, ax=ax0, fraction=0.5, pad=0.02).ax.tick_params(labelsize=6)
+        for i, v in enumerate(av[:, 0]):  # accuracy values always printed (one column; viridis 0-1)
+            if np.isfinite(v):
+                ax0.text(0, i, f"{v:.2f}", ha="center", va="center", fontsize=5, color="w" if v < 0.6 else "k")
         fig.colorbar(im1, ax=ax1).ax.tick_params(labelsize=6)
         qm = computed["q_method"].dropna().iloc[0] if computed["q_method"].notna().any() else "q"
         fig.suptitle(f"{ds} {model}: AUROC of the oriented measure for a wrong answer, by {by}\n"
