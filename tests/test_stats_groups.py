@@ -392,3 +392,21 @@ def test_cli_group_by(tmp_path):
     r = subprocess.run([sys.executable, "-m", "jaxunc.analyze", f"--results={res}", f"--output_dir={tmp_path / 'o3'}",
                         "--min_group=1"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--min_group=1: expected >= 3" in r.stderr
+
+
+def test_failing_group_and_id_like_column_are_reported():
+    df = grouped_table()
+    df["item"] = np.arange(len(df))
+    probs = []
+    gs = G.groupings_of(df, AnalysisConfig(group_by="item,topic", min_group=10), "toy/M", probs)
+    assert [g.column for g in gs] == ["topic"] and "is it a category column?" in probs[0]
+
+    def flaky(d, c):
+        if d["topic"].iloc[0] == "beta":
+            raise RuntimeError("boom")
+        return A.alignment_table(d, c)
+
+    parts = pd.concat(G._per_group(flaky, df, gs, CFG, A.COLUMNS), ignore_index=True)
+    bad = parts[parts["group"] == "beta"]
+    assert len(bad) == 1 and "group failed: RuntimeError: boom" in bad["note"].iloc[0]
+    assert {"alpha", "gamma"} <= set(parts["group"])

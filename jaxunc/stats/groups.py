@@ -151,6 +151,10 @@ def groupings_of(df: pd.DataFrame, cfg: AnalysisConfig, where: str, problems: li
             problems.append(f"{e}: no group rows for this column")
             continue
         k = len(g.labels)
+        if not g.groups and len(g.small) > 100:  # e.g. an item id: nothing to compute, thousands of rows
+            problems.append(f"{where}: group_by column '{column}' has {k} labels and none with min_group="
+                            f"{cfg.min_group} items (is it a category column?): no group rows for this column")
+            continue
         if g.n_missing:
             problems.append(f"{where}: group_by={column}: {g.n_missing} items with a missing label dropped from the groups")
         if k == 0:
@@ -226,7 +230,13 @@ def _per_group(fn: Callable[[pd.DataFrame, AnalysisConfig], pd.DataFrame], df: p
     parts = []
     for g in groupings:
         for label, idx in g.groups:
-            parts.append(_with_group(fn(_subset(df, idx), group_cfg(cfg, g.column, label)), g, label))
+            try:
+                part = fn(_subset(df, idx), group_cfg(cfg, g.column, label))
+            except Exception as e:  # one bad group must not stop the others: a row saying why
+                meta = {c: df[c].iloc[0] for c in ("dataset", "model", "model_type", "model_size") if c in df}
+                part = pd.DataFrame([dict(meta, n=len(idx), note=f"group failed: {type(e).__name__}: {e}")],
+                                    columns=columns)
+            parts.append(_with_group(part, g, label))
         parts.append(_small_rows(df, g, columns))
     return parts
 
