@@ -122,10 +122,13 @@ def _analyze(tables, out: Path, cfg: AnalysisConfig) -> dict[str, pd.DataFrame]:
             results[name] = _concat(parts, {"alignment": A.COLUMNS, "preference": P.COLUMNS}.get(name))
         timings.append((name, time.perf_counter() - t0))
         log.info("%s: %d tables in %.1f s", name, len(frames), timings[-1][1])
-    results["alignment"] = A.add_qvalues(results["alignment"], cfg.correction)[A.COLUMNS]
-    results["calibration"] = K.add_qvalues(results["calibration"], cfg.correction)
-    results["preference"] = P.add_qvalues(results["preference"], cfg.correction)
-    results["distribution"] = DI.add_qvalues(results["distribution"], cfg.correction)
+    for name, add in (("alignment", A.add_qvalues), ("calibration", K.add_qvalues), ("preference", P.add_qvalues),
+                      ("distribution", DI.add_qvalues)):  # q-values per family (pooled and group families)
+        try:
+            results[name] = add(results[name], cfg.correction)
+        except Exception as e:
+            problems.append(f"{name}: q-values failed: {type(e).__name__}: {e}")
+    results["alignment"] = results["alignment"].reindex(columns=A.COLUMNS)
     t0 = time.perf_counter()
     results["heterogeneity"] = _heterogeneity(frames, groupings, results, cfg, problems)
     if cfg.group_by:
