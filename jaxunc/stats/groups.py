@@ -80,6 +80,7 @@ class Grouping:
     small: list[tuple[str, int]]           # (label, size) of the groups below min_group
     n_missing: int                         # items without a label
     min_group: int
+    order: list[str] = dataclasses.field(default_factory=list)  # every label, sorted
 
     @property
     def note(self) -> str:
@@ -90,9 +91,7 @@ class Grouping:
     def labels(self) -> dict[str, int]:
         """Every label (computed and small) -> group size, in label order."""
         sizes = {lab: len(idx) for lab, idx in self.groups} | dict(self.small)
-        return dict(sorted(sizes.items(), key=lambda kv: self.order.index(kv[0])))
-
-    order: list[str] = dataclasses.field(default_factory=list)
+        return {lab: sizes[lab] for lab in self.order if lab in sizes}
 
 
 def missing_column_message(column: str, available, where: str) -> str:
@@ -117,7 +116,7 @@ def split_groups(df: pd.DataFrame, column: str, min_group: int, where: str = "<t
         raise ValueError(f"{where}: group_by column '{column}' holds lists; expected one label per item")
     if pd.api.types.is_float_dtype(df[column]):
         frac = df[column].dropna()
-        frac = frac[~np.isclose(frac % 1, 0)]
+        frac = frac[~np.isclose(frac, np.round(frac))]
         if len(frac):
             raise ValueError(f"{where}: group_by column '{column}' holds non-integer numbers (e.g. {frac.iloc[0]!r}); "
                              "expected category labels")
@@ -128,12 +127,14 @@ def split_groups(df: pd.DataFrame, column: str, min_group: int, where: str = "<t
         codes, uniques = pd.factorize(raw, sort=True)
     except TypeError:  # mixed types: order by text
         codes, uniques = pd.factorize(raw.map(str), sort=True)
-    labels = np.array([_label(u) for u in uniques], dtype=object)
-    item_labels = labels[codes] if len(codes) else np.array([], dtype=object)
+    labels = [_label(u) for u in uniques]
     order = list(dict.fromkeys(labels))  # a label may come from several raw values (1 and 1.0)
+    position = {lab: i for i, lab in enumerate(order)}
+    item_codes = np.array([position[lab] for lab in labels], int)[codes] if len(codes) else np.zeros(0, int)
+    members = np.split(keep[np.argsort(item_codes, kind="stable")],
+                       np.cumsum(np.bincount(item_codes, minlength=len(order)))[:-1])
     groups, small = [], []
-    for lab in order:
-        idx = keep[item_labels == lab]
+    for lab, idx in zip(order, members):
         if len(idx) >= min_group:
             groups.append((lab, idx))
         else:
