@@ -1,11 +1,14 @@
 """Statistics and report over per-item tables.
 
     python -m jaxunc.analyze --results=<dir or parquet files, comma-separated> [--output_dir=DIR]
-        [--bootstrap=1000] [--seed=0] [--reproduce_2025=False] [--correction=bh] ...
+        [--bootstrap=1000] [--seed=0] [--reproduce_2025=False] [--correction=bh]
+        [--group_by=subject[,wave]] [--min_group=20] ...
 
 Writes <output_dir>/analysis/{alignment,calibration,reliability,preference,distribution,
-distribution_items,compare,combination,temperature}.csv, <output_dir>/report.md and
-<output_dir>/figures/*.png.
+distribution_items,heterogeneity,compare,combination,temperature}.csv, <output_dir>/report.md and
+<output_dir>/figures/*.png. With --group_by, alignment, calibration, preference and distribution get
+one row per group next to each pooled row (stats/groups.py) and heterogeneity.csv tests whether the
+groups differ.
 Default output_dir: the --results directory when it is a jaxunc run directory (holds run.json);
 otherwise --output_dir is required. Tables of several datasets are analysed per dataset.
 """
@@ -27,6 +30,7 @@ from jaxunc.stats import alignment as A
 from jaxunc.stats import calibration as K
 from jaxunc.stats import compare as X
 from jaxunc.stats import distribution as DI
+from jaxunc.stats import groups as G
 from jaxunc.stats import preference as P
 from jaxunc.stats import tables as T
 from jaxunc.stats.config import AnalysisConfig
@@ -89,21 +93,22 @@ def _analyze(tables, out: Path, cfg: AnalysisConfig) -> dict[str, pd.DataFrame]:
     if len(ds) > 1:
         problems.append(f"several datasets in the input ({ds}): analysed per dataset")
     results: dict[str, pd.DataFrame] = {}
+    groupings = [G.groupings_of(df, cfg, _where(df), problems) for df in frames]
     per_table = {
-        "alignment": lambda df: A.alignment_table(df, cfg),
-        "calibration": lambda df: K.calibration_table(df, cfg),
-        "preference": lambda df: pd.DataFrame([P.preference_table(df)], columns=P.COLUMNS),
-        "distribution": lambda df: DI.distribution_table(df, cfg),
-        "combination": lambda df: X.combination([df], cfg),
-        "temperature": lambda df: _temperature([df], cfg),
+        "alignment": lambda df, gs: G.alignment_rows(df, gs, cfg),
+        "calibration": lambda df, gs: G.calibration_rows(df, gs, cfg),
+        "preference": lambda df, gs: G.preference_rows(df, gs, cfg),
+        "distribution": lambda df, gs: G.distribution_rows(df, gs, cfg),
+        "combination": lambda df, gs: X.combination([df], cfg),
+        "temperature": lambda df, gs: _temperature([df], cfg),
     }
     timings: list[tuple[str, float]] = []
     for name, fn in per_table.items():
         t0 = time.perf_counter()
         parts = []
-        for df in frames:
+        for df, gs in zip(frames, groupings):
             try:
-                parts.append(fn(df))
+                parts.append(fn(df, gs))
             except Exception as e:  # one bad table must not stop the others
                 problems.append(f"{_where(df)}: {name} failed: {type(e).__name__}: {e}")
                 log.exception("%s failed on %s", name, _where(df))
@@ -114,12 +119,24 @@ def _analyze(tables, out: Path, cfg: AnalysisConfig) -> dict[str, pd.DataFrame]:
             results["distribution"] = _concat([p[0] for p in parts], DI.COLUMNS)
             results["distribution_items"] = _concat([p[1] for p in parts], DI.ITEM_COLUMNS)
         else:
-            results[name] = _concat(parts, None)
+            results[name] = _concat(parts, {"alignment": A.COLUMNS, "preference": P.COLUMNS}.get(name))
         timings.append((name, time.perf_counter() - t0))
         log.info("%s: %d tables in %.1f s", name, len(frames), timings[-1][1])
-    results["alignment"] = A.add_qvalues(_concat([results["alignment"]], A.COLUMNS), cfg.correction)[A.COLUMNS]
-    try:
-        results["compare"] = X.compare_models(results["alignment"], results["calibration"], _pairs(frames))
+    for name, add in (("alignment", A.add_qvalues), ("calibration", K.add_qvalues), ("preference", P.add_qvalues),
+                      ("distribution", DI.add_qvalues)):  # q-values per family (pooled and group families)
+        try:
+            results[name] = add(results[name], cfg.correction)
+        except Exception as e:
+            problems.append(f"{name}: q-values failed: {type(e).__name__}: {e}")
+    results["alignment"] = results["alignment"].reindex(columns=A.COLUMNS)
+    t0 = time.perf_counter()
+    results["heterogeneity"] = _heterogeneity(frames, groupings, results, cfg, problems)
+    if cfg.group_by:
+        timings.append(("heterogeneity", time.perf_counter() - t0))
+        results["groups"] = G.grouping_summary(frames, groupings)
+    try:  # across models: the pooled rows only
+        results["compare"] = X.compare_models(T.pooled(results["alignment"]), T.pooled(results["calibration"]),
+                                              _pairs(frames))
     except Exception as e:
         problems.append(f"compare failed: {type(e).__name__}: {e}")
     for name, df in results.items():
@@ -136,6 +153,24 @@ def _analyze(tables, out: Path, cfg: AnalysisConfig) -> dict[str, pd.DataFrame]:
     for p in problems:
         log.warning(p)
     return results
+
+
+def _heterogeneity(frames, groupings, results, cfg: AnalysisConfig, problems: list[str]) -> pd.DataFrame:
+    """heterogeneity.csv: between-group tests of every grouping (empty without group_by)."""
+    rows: list[dict] = []
+    for name, fn in (("alignment", G.alignment_heterogeneity), ("preference", G.preference_heterogeneity)):
+        try:
+            rows += fn(results[name])
+        except Exception as e:
+            problems.append(f"heterogeneity of {name} failed: {type(e).__name__}: {e}")
+    for df, gs in zip(frames, groupings):
+        for g in gs:
+            try:
+                rows += G.item_heterogeneity(df, g, cfg, results.get("distribution_items"))
+            except Exception as e:
+                problems.append(f"{_where(df)}: heterogeneity by {g.column} failed: {type(e).__name__}: {e}")
+                log.exception("heterogeneity failed on %s", _where(df))
+    return G.heterogeneity_table(rows, cfg.correction)
 
 
 def _load(tables, problems: list[str]) -> list[pd.DataFrame]:
@@ -176,13 +211,17 @@ def _figures(results, fig_dir: Path, cfg: AnalysisConfig, problems: list[str],
     from jaxunc.report import figures as F
     fig_dir.mkdir(parents=True, exist_ok=True)
     empty = pd.DataFrame()
-    jobs = [("alignment heatmap", lambda: F.alignment_heatmaps(results.get("alignment", empty), fig_dir, cfg.alpha)),
-            ("ECE heatmap", lambda: F.ece_heatmaps(results.get("calibration", empty), fig_dir)),
-            ("accuracy/agreement", lambda: F.accuracy_agreement_chart(results.get("calibration", empty),
-                                                                      results.get("preference", empty), fig_dir)),
-            ("base vs instruct", lambda: F.base_vs_instruct_chart(results.get("alignment", empty), fig_dir, pairs)),
-            ("distribution", lambda: F.distribution_charts(results.get("distribution", empty),
+    full = {k: results.get(k, empty) for k in ("alignment", "calibration", "preference", "distribution")}
+    pool = {k: T.pooled(v) for k, v in full.items()}  # the figures of the pooled analysis
+    jobs = [("alignment heatmap", lambda: F.alignment_heatmaps(pool["alignment"], fig_dir, cfg.alpha)),
+            ("ECE heatmap", lambda: F.ece_heatmaps(pool["calibration"], fig_dir)),
+            ("accuracy/agreement", lambda: F.accuracy_agreement_chart(pool["calibration"], pool["preference"], fig_dir)),
+            ("base vs instruct", lambda: F.base_vs_instruct_chart(pool["alignment"], fig_dir, pairs)),
+            ("distribution", lambda: F.distribution_charts(pool["distribution"],
                                                            results.get("distribution_items", empty), fig_dir))]
+    if cfg.group_by:
+        jobs.append(("group calibration heatmap", lambda: F.group_calibration_heatmaps(full["calibration"], fig_dir,
+                                                                                       cfg.alpha)))
     if cfg.reliability_figures:
         jobs.append(("reliability", lambda: F.reliability_diagrams(results.get("reliability", empty), fig_dir, cfg.reliability_all)))
     paths: list[Path] = []
@@ -203,6 +242,29 @@ def default_output_dir(results: str, output_dir: str | None) -> Path:
         return first
     raise UsageError(f"--results={results} is not a jaxunc run directory (no run.json): "
                      "give --output_dir for the analysis outputs")
+
+
+def check_group_by(paths: Sequence[Path], group_by: Sequence[str]) -> None:
+    """UsageError (one line, listing the columns there are) for a group_by column in none of the tables.
+
+    Reads only the parquet schemas. A column missing from some tables only is reported per table by
+    the analysis (those tables get pooled rows only)."""
+    if not group_by:
+        return
+    import pyarrow.parquet as pq
+    names: dict[str, None] = {}
+    for p in paths:
+        try:
+            names.update(dict.fromkeys(pq.read_schema(p).names))
+        except Exception:  # an unreadable file is reported by the analysis itself
+            continue
+    if not names:
+        return
+    names.update(dict.fromkeys(("dataset", "model", "model_type", "model_size")))  # added when absent
+    for col in group_by:
+        if col not in names:
+            raise UsageError(f"--group_by={','.join(group_by)}: column '{col}' is in none of the tables; "
+                             f"available columns: {', '.join(c for c in names if not c.startswith('__'))}")
 
 
 def run_main(argv=None) -> None:
@@ -226,6 +288,9 @@ def _define_flags():
     flags.DEFINE_integer("permutations", 1000, "relabellings of the JSD-shift permutation test")
     flags.DEFINE_bool("figures", True, "write figures")
     flags.DEFINE_bool("reliability_figures", True, "write one reliability-diagram PNG per model")
+    flags.DEFINE_string("group_by", "", "item-table columns (comma-separated) to repeat the statistics per "
+                        "group of, e.g. subject; each column is its own grouping")
+    flags.DEFINE_integer("min_group", 20, "smallest group (items) computed; smaller groups are reported, not computed")
     flags.mark_flag_as_required("results")
 
 
@@ -243,9 +308,11 @@ def _main(argv) -> None:
         cfg = AnalysisConfig(bootstrap=F.bootstrap, seed=F.seed, reproduce_2025=F.reproduce_2025,
                              correction=F.correction, alpha=F.alpha, drop_ungraded=F.drop_ungraded,
                              permutations=F.permutations, figures=F.figures,
-                             reliability_figures=F.reliability_figures)
+                             reliability_figures=F.reliability_figures, group_by=F.group_by,
+                             min_group=F.min_group)
     except ValueError as err:  # "analysis.<field>=..." -> the flag's name
         raise UsageError(str(err).replace("analysis.", "--", 1)) from err
+    check_group_by(T.expand_paths(F.results), cfg.group_by)
     res = analyze_tables(F.results, out, cfg)
     print(f"wrote {out}/analysis/*.csv, {out}/report.md, {out}/figures/")
     for p in res["problems"]["problem"]:

@@ -80,7 +80,7 @@ def base_config(
         # process_index/process_count; items are split by chunk, process 0 writes the tables.
         distributed=False, coordinator_address="", process_index=-1, process_count=0, wait_timeout=1800.0,
     ))
-    config.analysis = ml_collections.ConfigDict(dict(run=True, bootstrap=1000, seed=0))
+    config.analysis = ml_collections.ConfigDict(dict(run=True, bootstrap=1000, seed=0, group_by="", min_group=20))
     config.recompute = False
     return config
 

@@ -216,3 +216,56 @@ def distribution_charts(dist: pd.DataFrame, items: pd.DataFrame, out: Path) -> l
         fig.suptitle(f"{ds}: per-item option entropy, model vs human (Answer_Ratios), coloured by n", fontsize=8)
         paths.append(_save(fig, out / f"distribution_entropy_{_safe(ds)}.png", dpi=90, tight=False))
     return paths
+
+
+def group_calibration_heatmaps(cal: pd.DataFrame, out: Path, alpha: float = 0.05) -> list[Path]:
+    """Per dataset x model x group_by (multiple-choice task): groups x measures AUROC of the oriented
+    measure for predicting a wrong answer (cells with auroc_q_value >= alpha masked; the q family is
+    the group family of calibration.csv), with the group's accuracy in a column on the left.
+
+    Groups below min_group are kept as empty rows labelled with their size."""
+    paths: list[Path] = []
+    if cal.empty or "group_by" not in cal:
+        return paths
+    groups = cal[(cal["group_by"].astype(str) != "none") & cal["group_by"].notna()]
+    for (ds, model, by), g in groups.groupby(["dataset", "model", "group_by"], sort=False):
+        mc = g[(g["task"] == "mc") | g["task"].isna()]
+        computed = mc[mc["measure"].notna()]
+        if computed.empty:
+            continue
+        order = list(dict.fromkeys(mc["group"].astype(str)))
+        auroc = computed.pivot_table(index="group", columns="measure", values="auroc", aggfunc="first", dropna=False)
+        q = computed.pivot_table(index="group", columns="measure", values="auroc_q_value", aggfunc="first", dropna=False)
+        auroc = auroc.reindex(order)
+        mask = ~(q < alpha).reindex_like(auroc).fillna(False).astype(bool)
+        acc = computed.groupby("group")["accuracy"].first().reindex(order)
+        small = mc[mc["measure"].isna()].set_index("group")["n"]
+        sizes = computed.groupby("group")["n"].max()
+        ylabels = [f"{lab} (n={int(small[lab])}, not computed)" if lab in small.index
+                   else f"{lab} (n={int(sizes.get(lab, 0))})" for lab in order]
+        h = min(16, max(3, 0.3 * len(order) + 2))
+        w = min(28, max(8, 0.3 * auroc.shape[1] + 4))
+        fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(w, h), sharey=True,
+                                       gridspec_kw=dict(width_ratios=[1, max(1, auroc.shape[1])]))
+        av = acc.to_numpy(float)[:, None]
+        ax0.imshow(av, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        ax0.set_xticks([0], ["accuracy"], rotation=90, fontsize=7)
+        ax0.set_yticks(range(len(order)), ylabels, fontsize=7)
+        vals = auroc.to_numpy(float)
+        shown = np.where(mask.to_numpy(bool), np.nan, vals)
+        im1 = ax1.imshow(shown, cmap="RdBu_r", vmin=0, vmax=1, aspect="auto")
+        ax1.set_xticks(range(auroc.shape[1]), auroc.columns, rotation=90, fontsize=7)
+        if shown.size <= 600:
+            for (i, j), v in np.ndenumerate(shown):
+                if np.isfinite(v):
+                    ax1.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5)
+        for i, v in enumerate(av[:, 0]):  # accuracy values always printed (one column; viridis 0-1)
+            if np.isfinite(v):
+                ax0.text(0, i, f"{v:.2f}", ha="center", va="center", fontsize=5, color="w" if v < 0.6 else "k")
+        fig.colorbar(im1, ax=ax1).ax.tick_params(labelsize=6)
+        qm = computed["q_method"].dropna().iloc[0] if computed["q_method"].notna().any() else "q"
+        fig.suptitle(f"{ds} {model}: AUROC of the oriented measure for a wrong answer, by {by}\n"
+                     f"({qm} q < {alpha} within dataset x model x group_by shown; 0.5 = chance); accuracy left",
+                     fontsize=8)
+        paths.append(_save(fig, out / f"groups_auroc_{_safe(ds)}_{_safe(model)}_{_safe(by)}.png"))
+    return paths

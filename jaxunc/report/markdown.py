@@ -7,6 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from jaxunc.stats import distribution as DI
+from jaxunc.stats import groups as G
+from jaxunc.stats import tables as T
 from jaxunc.stats.alignment import CONFOUNDED_NOTE
 
 
@@ -96,9 +98,107 @@ def _distribution_section(dist: pd.DataFrame, cfg) -> list[str]:
     return s
 
 
+def _extremes(rows: pd.DataFrame, key: str, cols: list[str], k: int = 5) -> pd.DataFrame:
+    """The k rows with the largest and the k with the smallest `key` (a row once)."""
+    rows = rows[rows[key].notna()].sort_values(key, ascending=False)
+    n_top = min(k, (len(rows) + 1) // 2)
+    top = rows.head(n_top).assign(rank=[f"strongest {i + 1}" for i in range(n_top)])
+    n_bottom = min(k, len(rows) - n_top)
+    bottom = rows.tail(n_bottom).iloc[::-1].assign(rank=[f"weakest {i + 1}" for i in range(n_bottom)])
+    return pd.concat([top, bottom])[["rank"] + cols]
+
+
+def _groups_section(results: dict[str, pd.DataFrame], cfg) -> list[str]:
+    """Statistics by group: which groups, the families, strongest / weakest groups, heterogeneity."""
+    cal, al = results.get("calibration", pd.DataFrame()), results.get("alignment", pd.DataFrame())
+    het, summ = results.get("heterogeneity", pd.DataFrame()), results.get("groups", pd.DataFrame())
+    corr = "Benjamini-Hochberg" if cfg.correction == "bh" else "Bonferroni"
+    s = [f"## Statistics by group (group_by = {', '.join(cfg.group_by)})\n",
+         "Every pooled row of alignment.csv, calibration.csv, preference.csv and distribution.csv is "
+         "repeated for each group of each group_by column (`group_by`, `group` columns; pooled rows: "
+         "`group_by` = none, `group` = all), on the group's items, with bootstrap resamples drawn within "
+         f"the group and shared by all its measures. Groups with fewer than min_group = {cfg.min_group} "
+         "items are listed with their size and not computed. **Multiple comparisons of the group rows:** "
+         f"{corr} q-values within each family dataset x model x group_by x statistic, over all groups and "
+         "measures (and human targets); the pooled rows keep their own families. Every row names its "
+         "family in `q_family`.\n"]
+    if not summ.empty:
+        rows = []
+        for (ds, model, by), d in summ.groupby(["dataset", "model", "group_by"], sort=False):
+            missing = d["group"] == "(missing label)"
+            small = d[~d["computed"].astype(bool) & ~missing]
+            rows.append(dict(dataset=ds, model=model, group_by=by, groups_computed=int(d["computed"].sum()),
+                             not_computed=", ".join(f"{r.group} (n={r.n})" for r in small.itertuples())[:300] or "-",
+                             items_missing_label=int(d.loc[missing, "n"].sum())))
+        t = pd.DataFrame(rows)
+        s.append("Groups per table (items without a label are left out of every group and counted):\n")
+        s.append(_table(t.head(60)))
+    gcal = cal[~T.is_pooled(cal) & cal["measure"].notna() & (cal["task"] == "mc")] if not cal.empty else cal
+    if not gcal.empty:
+        pcal = T.pooled(cal)
+        s.append("### Calibration by group\n")
+        s.append("AUROC of the oriented measure for predicting a wrong answer (0.5 = chance), 95% percentile "
+                 "bootstrap interval, Mann-Whitney p and its q (group family). Per table and group_by, the "
+                 "measure with the highest pooled AUROC; its strongest and weakest groups:\n")
+        for (ds, model, by), g in gcal.groupby(["dataset", "model", "group_by"], sort=False):
+            pc = pcal[(pcal["dataset"] == ds) & (pcal["model"] == model) & (pcal["task"] == "mc")]
+            pc = pc[pc["auroc"].notna()]
+            if pc.empty:
+                continue
+            best = pc.sort_values("auroc", ascending=False).iloc[0]
+            rows = g[g["measure"] == best["measure"]].assign(
+                accuracy_ci=lambda d: [_fmt_ci(a, lo, hi) for a, lo, hi in
+                                       zip(d["accuracy"], d["accuracy_ci_low"], d["accuracy_ci_high"])],
+                auroc_ci=lambda d: [_fmt_ci(a, lo, hi) for a, lo, hi in
+                                    zip(d["auroc"], d["auroc_ci_low"], d["auroc_ci_high"])])
+            n_sig = int((g["auroc_q_value"] < cfg.alpha).sum())
+            s.append(f"{ds} / {model} by {by}: `{best['measure']}` (pooled AUROC "
+                     f"{_fmt_ci(best['auroc'], best['auroc_ci_low'], best['auroc_ci_high'])}); "
+                     f"group x measure cells with q < {cfg.alpha}: {n_sig} of {int(g['auroc_q_value'].notna().sum())}\n")
+            s.append(_table(_extremes(rows, "auroc", ["group", "n", "accuracy_ci", "auroc_ci", "auroc_p_value",
+                                                     "auroc_q_value"]), "{:.3g}"))
+    gal = al[~T.is_pooled(al) & (al["method"] == "spearman") & al["measure"].notna()] if not al.empty else al
+    if not gal.empty:
+        pal = T.pooled(al)
+        s.append("### Human alignment by group\n")
+        s.append("Oriented Spearman with the human signal, 95% bootstrap interval and q (group family). Per "
+                 "table, group_by and signal, the measure with the highest pooled oriented Spearman:\n")
+        for (ds, model, by, tgt), g in gal.groupby(["dataset", "model", "group_by", "target"], sort=False):
+            pa = pal[(pal["dataset"] == ds) & (pal["model"] == model) & (pal["target"] == tgt)
+                     & (pal["method"] == "spearman") & pal["coef_oriented"].notna()]
+            if pa.empty:
+                continue
+            best = pa.sort_values("coef_oriented", ascending=False).iloc[0]
+            sign = -1 if best["coef_oriented"] != best["coef"] else 1
+            rows = g[g["measure"] == best["measure"]].assign(
+                oriented_ci=lambda d: [_fmt_ci(c, *sorted((sign * lo, sign * hi))) for c, lo, hi in
+                                       zip(d["coef_oriented"], d["ci_low"], d["ci_high"])])
+            s.append(f"{ds} / {model} by {by}, {tgt}: `{best['measure']}` (pooled {best['coef_oriented']:.3f})\n")
+            s.append(_table(_extremes(rows, "coef_oriented", ["group", "n", "oriented_ci", "p_value", "q_value"]),
+                            "{:.3g}"))
+    if not het.empty:
+        s.append("### Do the groups differ? (heterogeneity.csv)\n")
+        s.append("H0: the statistic is equal in every computed group. Tests: "
+                 + "; ".join(f"`{k}`: {v.format(P=cfg.permutations)}" for k, v in G.TESTS.items() if k != "alignment")
+                 + "; `alignment_<method>`: Cochran's Q on Fisher z, Var(z) = 1/(n-3) (Pearson), 1.06/(n-3) "
+                 "(Spearman), 0.437/(n-4) (Kendall) (Fieller, Hartley & Pearson 1957). "
+                 f"q-values: {corr} within dataset x model x group_by x statistic (all measures and targets).\n")
+        t = (het.assign(sig=het["q_value"] < cfg.alpha)
+             .groupby(["dataset", "model", "group_by", "statistic"], sort=False)
+             .agg(tests=("p_value", lambda p: int(p.notna().sum())), heterogeneous=("sig", "sum")).reset_index())
+        s.append(f"Tests with q < {cfg.alpha} (the groups differ by more than noise) / tests:\n")
+        s.append(_table(t))
+        top = het[het["p_value"].notna()].sort_values("p_value").head(15)
+        s.append("Most heterogeneous (smallest p):\n")
+        s.append(_table(top[["dataset", "model", "group_by", "statistic", "measure", "target", "k_groups", "Q",
+                             "df", "p_value", "q_value"]], "{:.3g}"))
+    return s
+
+
 def write_report(out_dir: Path, results: dict[str, pd.DataFrame], figures: list[Path], problems: list[str],
                  cfg) -> Path:
-    al, cal, pref, cmp_ = (results.get(k, pd.DataFrame()) for k in ("alignment", "calibration", "preference", "compare"))
+    al, cal, pref, cmp_ = (T.pooled(results.get(k, pd.DataFrame()))
+                           for k in ("alignment", "calibration", "preference", "compare"))
     s = ["# jaxunc analysis report\n",
          f"Bootstrap B = {cfg.bootstrap} (percentile intervals, seed {cfg.seed}); multiple comparisons: "
          f"{'Benjamini-Hochberg' if cfg.correction == 'bh' else 'Bonferroni'} q-values per family "
@@ -142,9 +242,11 @@ def write_report(out_dir: Path, results: dict[str, pd.DataFrame], figures: list[
         cols = [c for c in ("dataset", "model", "n", "plurality_agreement", "chance", "binom_p_value",
                             "kendall_distance_mean", "positional_p_value") if c in pref]
         s.append(_table(pref[cols]))
-    dist = results.get("distribution", pd.DataFrame())
+    dist = T.pooled(results.get("distribution", pd.DataFrame()))
     if not dist.empty and dist["metric"].notna().any():
         s += _distribution_section(dist, cfg)
+    if getattr(cfg, "group_by", ()):
+        s += _groups_section(results, cfg)
     if not cmp_.empty:
         s.append("## Base vs instruct (Wilcoxon signed-rank, rank-biserial: positive = base larger)\n")
         b = cmp_[(cmp_["comparison"] == "base_vs_instruct") & (cmp_["statistic"] == "alignment_coef_oriented(spearman)")]

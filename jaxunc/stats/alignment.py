@@ -30,12 +30,12 @@ from jaxunc import columns as C
 from jaxunc.stats import bootstrap as bs
 from jaxunc.stats import tables as T
 from jaxunc.stats.config import AnalysisConfig
-from jaxunc.stats.multitest import adjust
+from jaxunc.stats.multitest import family_qvalues
 
 CONFOUNDED_NOTE = "CONFOUNDED BY n (2025 reproduction mode): Pearson(measure*ln n, H(r))"
-COLUMNS = ["dataset", "model", "model_type", "model_size", "measure", "measure_kind", "target",
-           "target_kind", "n", "n_dropped", "method", "coef", "p_value", "ci_low", "ci_high",
-           "ci_method", "q_value", "q_method", "coef_oriented", "note"]
+COLUMNS = ["dataset", "model", "model_type", "model_size", "group_by", "group", "measure", "measure_kind",
+           "target", "target_kind", "n", "n_dropped", "method", "coef", "p_value", "ci_low", "ci_high",
+           "ci_method", "q_value", "q_method", "q_family", "coef_oriented", "note"]
 
 
 def _rng(cfg: AnalysisConfig, *keys: object) -> np.random.Generator:
@@ -102,7 +102,7 @@ def alignment_table(df: pd.DataFrame, cfg: AnalysisConfig | None = None) -> pd.D
     targets = T.target_columns(df)
     dataset, model = str(df["dataset"].iloc[0]), str(df["model"].iloc[0])
     meta = dict(dataset=dataset, model=model, model_type=df["model_type"].iloc[0],
-                model_size=df["model_size"].iloc[0])
+                model_size=df["model_size"].iloc[0], group_by=T.POOLED_BY, group=T.POOLED_GROUP)
     if not measures or not targets:
         return pd.DataFrame(columns=COLUMNS)
     nopt = T.n_options(df) if ("n_options" in df or "Answers" in df) else np.full(len(df), np.nan)
@@ -196,16 +196,22 @@ def method_family(method: str) -> str:
 
 
 def add_qvalues(table: pd.DataFrame, correction: str = "bh") -> pd.DataFrame:
-    """q_value over each family = (dataset, method family): all models, measures and targets."""
+    """q_value per family, named in `q_family`.
+
+    Pooled rows: family = (dataset, method family): all models, measures and targets (as the
+    reference study's masks). Group rows (stats/groups.py): family = (dataset, model, group_by,
+    method family): all groups, measures and targets of one model.
+    """
     table = table.copy()
-    table["q_method"] = {"bh": "benjamini_hochberg", "bonferroni": "bonferroni"}[correction]
-    table["q_value"] = np.nan
-    if table.empty:
-        return table
-    fam = table["dataset"].astype(str) + "|" + table["method"].map(method_family)
-    for _, idx in table.groupby(fam).groups.items():
-        table.loc[idx, "q_value"] = adjust(table.loc[idx, "p_value"].to_numpy(dtype=float), correction)
-    return table
+    for col, value in ((T.GROUP_BY, T.POOLED_BY), (T.GROUP, T.POOLED_GROUP)):
+        if col not in table.columns:
+            table[col] = value
+    table["_method_family"] = table["method"].map(method_family, na_action="ignore") if len(table) else []
+    table = family_qvalues(table, {"p_value": "q_value"}, correction, ["dataset", "_method_family"],
+                           ["dataset", "model", T.GROUP_BY, "_method_family"],
+                           "all models, measures and targets", "all groups, measures and targets",
+                           labels={"_method_family": "method"})
+    return table.drop(columns="_method_family")
 
 
 def alignment_tables(tables: list[pd.DataFrame], cfg: AnalysisConfig | None = None) -> pd.DataFrame:

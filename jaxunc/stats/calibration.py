@@ -4,7 +4,10 @@ u = orientation(measure) * x is the oriented measure (high = uncertain).
 - accuracy with a Wilson interval (scipy binomtest.proportion_ci);
 - point-biserial r and Spearman rho between correctness (1 = right) and u (negative = informative),
   AUROC of u for predicting a wrong answer: P(u_wrong > u_right) + 0.5 P(tie) (> 0.5 = informative);
-  percentile bootstrap intervals (shared count matrix, bootstrap.py);
+  percentile bootstrap intervals (shared count matrix, bootstrap.py); p-values: AUROC by the two-sided
+  Mann-Whitney U test (H0: AUROC = 0.5), point-biserial and Spearman by scipy's tests; `auroc_q_value`
+  per family (add_qvalues: dataset x task over models and measures; group rows per dataset x model x
+  group_by x task over groups and measures);
 - AURC: area under the risk-coverage curve, items kept from least to most uncertain (ties in u are
   kept together): mean over coverages k/N of the error rate among the k kept items (lower = better);
 - ECE on the confidence of measures.md section 6 (columns.confidence_map):
@@ -28,6 +31,7 @@ from jaxunc import columns as C
 from jaxunc.stats import bootstrap as bs
 from jaxunc.stats import tables as T
 from jaxunc.stats.config import AnalysisConfig
+from jaxunc.stats.multitest import family_qvalues
 
 N_BINS = 10
 
@@ -191,13 +195,31 @@ def jsd_shift_test(u: np.ndarray, pred: np.ndarray, gold: np.ndarray, n_perm: in
     return float(t[0]), float((1 + np.sum(np.abs(t[1:]) >= abs(t[0]) - 1e-12)) / (1 + n_perm))
 
 
-CAL_COLUMNS = ["dataset", "model", "model_type", "model_size", "measure", "task", "correctness_source",
-               "n", "n_dropped", "n_ungraded", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
-               "accuracy_ci_method", "auroc", "auroc_ci_low", "auroc_ci_high", "pointbiserial_r",
-               "pointbiserial_ci_low", "pointbiserial_ci_high", "spearman_r", "spearman_ci_low",
-               "spearman_ci_high", "ci_method", "aurc", "confidence_map", "ece_width10", "ece_mass10",
+CAL_COLUMNS = ["dataset", "model", "model_type", "model_size", "group_by", "group", "measure", "task",
+               "correctness_source", "n", "n_dropped", "n_ungraded", "accuracy", "accuracy_ci_low",
+               "accuracy_ci_high", "accuracy_ci_method", "auroc", "auroc_ci_low", "auroc_ci_high", "auroc_p_value",
+               "auroc_test", "auroc_q_value", "q_method", "q_family", "pointbiserial_r", "pointbiserial_ci_low",
+               "pointbiserial_ci_high", "pointbiserial_p_value", "spearman_r", "spearman_ci_low", "spearman_ci_high",
+               "spearman_p_value", "ci_method", "aurc", "confidence_map", "ece_width10", "ece_mass10",
                "ece_sweep", "ece_sweep_bins", "mce", "rms", "brier", "jsd_shift_T", "jsd_shift_p",
                "jsd_shift_test", "note"]
+AUROC_TEST = "Mann-Whitney U, two-sided (H0: AUROC = 0.5; scipy.stats.mannwhitneyu, method auto)"
+
+
+def task_columns(df: pd.DataFrame, cfg: AnalysisConfig) -> list[tuple[str, np.ndarray, str, int, list[str]]]:
+    """(task, correctness [N], correctness source, n ungraded, measure columns) per task with a correctness.
+
+    'mc': `mc_*` measures against cloze_pred == Correct_Answer; 'fr': the other measures against the
+    free-response correctness (tables.correct_fr)."""
+    measures = [m for m in T.measure_columns(df) if not cfg.measures or m in cfg.measures]
+    correct_fr, fr_source, n_ungraded = T.correct_fr(df)
+    out = []
+    for task, corr, source, n_ung in (("mc", T.correct_mc(df), "cloze_pred==Correct_Answer", 0),
+                                      ("fr", correct_fr, fr_source, n_ungraded)):
+        ms = [m for m in measures if (m.startswith("mc_") if task == "mc" else not m.startswith("mc_"))]
+        if ms and np.isfinite(corr).any():
+            out.append((task, corr, source, n_ung, ms))
+    return out
 
 
 def calibration_table(df: pd.DataFrame, cfg: AnalysisConfig | None = None
@@ -206,17 +228,12 @@ def calibration_table(df: pd.DataFrame, cfg: AnalysisConfig | None = None
     from jaxunc.stats.alignment import _rng  # seeded generator shared with alignment
     cfg = AnalysisConfig.from_any(cfg)
     meta = dict(dataset=df["dataset"].iloc[0], model=df["model"].iloc[0],
-                model_type=df["model_type"].iloc[0], model_size=df["model_size"].iloc[0])
-    measures = [m for m in T.measure_columns(df) if not cfg.measures or m in cfg.measures]
-    correct_mc = T.correct_mc(df)
-    correct_fr, fr_source, n_ungraded = T.correct_fr(df)
+                model_type=df["model_type"].iloc[0], model_size=df["model_size"].iloc[0],
+                group_by=T.POOLED_BY, group=T.POOLED_GROUP)
     rows, rel = [], []
-    tasks = {"mc": (correct_mc, "cloze_pred==Correct_Answer", 0),
-             "fr": (correct_fr, fr_source, n_ungraded)}
-    for task, (corr, source, n_ung) in tasks.items():
-        ms = [m for m in measures if (m.startswith("mc_") if task == "mc" else not m.startswith("mc_"))]
-        if not ms or not np.isfinite(corr).any():
-            continue
+    letters = ((df["cloze_pred"].map(T.label_index).to_numpy(), df["Correct_Answer"].map(T.label_index).to_numpy())
+               if "cloze_pred" in df and "Correct_Answer" in df else None)  # for the JSD-shift test
+    for task, corr, source, n_ung, ms in task_columns(df, cfg):
         vals = df[ms].to_numpy(dtype=float)
         groups: dict[bytes, tuple] = {}
         for i, m in enumerate(ms):
@@ -248,15 +265,17 @@ def calibration_table(df: pd.DataFrame, cfg: AnalysisConfig | None = None
                     notes.append("constant measure")
                 else:
                     row["auroc"] = auroc(uj, cor == 0)
-                    row["pointbiserial_r"] = float(stats.pointbiserialr(cor, uj).statistic)
-                    row["spearman_r"] = float(stats.spearmanr(cor, uj).statistic)
+                    row["auroc_p_value"] = float(stats.mannwhitneyu(uj[cor == 0], uj[cor == 1]).pvalue)
+                    row["auroc_test"] = AUROC_TEST
+                    pb, sp = stats.pointbiserialr(cor, uj), stats.spearmanr(cor, uj)
+                    row["pointbiserial_r"], row["pointbiserial_p_value"] = float(pb.statistic), float(pb.pvalue)
+                    row["spearman_r"], row["spearman_p_value"] = float(sp.statistic), float(sp.pvalue)
                     row["aurc"] = aurc(uj, cor)
                     for key, pre in (("auroc", "auroc"), ("pointbiserial_r", "pointbiserial"), ("spearman_r", "spearman")):
                         if key in ci:
                             row[f"{pre}_ci_low"], row[f"{pre}_ci_high"] = ci[key][0][j], ci[key][1][j]
-                    if task == "mc" and cfg.permutations > 0 and "cloze_pred" in df and "Correct_Answer" in df:
-                        pred = df["cloze_pred"].map(T.label_index).to_numpy()[mask]
-                        gold = df["Correct_Answer"].map(T.label_index).to_numpy()[mask]
+                    if task == "mc" and cfg.permutations > 0 and letters is not None:
+                        pred, gold = letters[0][mask], letters[1][mask]
                         if (pred >= 0).all() and (gold >= 0).all():
                             tt, pp = jsd_shift_test(uj, pred, gold, cfg.permutations,
                                                     _rng(cfg, meta["dataset"], meta["model"], m, "jsd"))
@@ -277,11 +296,23 @@ def calibration_table(df: pd.DataFrame, cfg: AnalysisConfig | None = None
     return cal, rel_df
 
 
+def add_qvalues(cal: pd.DataFrame, correction: str = "bh") -> pd.DataFrame:
+    """auroc_q_value over the AUROC tests of each family, named in `q_family`.
+
+    Pooled rows: dataset x task (all models and measures); group rows: dataset x model x group_by x
+    task (all groups and measures of one model)."""
+    return family_qvalues(cal, {"auroc_p_value": "auroc_q_value"}, correction, ["dataset", "task"],
+                          ["dataset", "model", T.GROUP_BY, "task"], "AUROC tests of all models and measures",
+                          "AUROC tests of all groups and measures")[CAL_COLUMNS]
+
+
 def calibration_tables(tables: list[pd.DataFrame], cfg: AnalysisConfig | None = None
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """calibration.csv and reliability.csv rows for all tables."""
+    """calibration.csv (with q-values) and reliability.csv rows for all tables."""
+    cfg = AnalysisConfig.from_any(cfg)
     parts = [calibration_table(t, cfg) for t in tables]
     cal = [p[0] for p in parts if not p[0].empty]
     rel = [p[1] for p in parts if not p[1].empty]
-    return (pd.concat(cal, ignore_index=True) if cal else pd.DataFrame(columns=CAL_COLUMNS),
+    return (add_qvalues(pd.concat(cal, ignore_index=True) if cal else pd.DataFrame(columns=CAL_COLUMNS),
+                        cfg.correction),
             pd.concat(rel, ignore_index=True) if rel else pd.DataFrame())

@@ -29,6 +29,8 @@ class AnalysisConfig:
     reliability_all: bool = False  # reliability PNG panels for every measure (default: mc_* only)
     measures: tuple[str, ...] = () # restrict to these measure columns (empty = all present)
     blas_threads: int | None = 1   # BLAS threads during the analysis (threadpoolctl); None = library default
+    group_by: tuple[str, ...] | str = ()  # item-table columns to repeat the statistics per group of (comma-separated)
+    min_group: int = 20            # smallest group that is computed (smaller ones: a row saying so)
 
     def __post_init__(self) -> None:
         """Refuse values no analysis can use (ValueError naming the field and the allowed range)."""
@@ -36,16 +38,18 @@ class AnalysisConfig:
             "bootstrap": self.bootstrap >= 0, "permutations": self.permutations >= 0,
             "cv_folds": self.cv_folds >= 2, "min_stratum": self.min_stratum >= 3,
             "ci_level": 0 < self.ci_level < 1, "alpha": 0 < self.alpha < 1,
-            "temperature_split": 0 < self.temperature_split < 1,
+            "temperature_split": 0 < self.temperature_split < 1, "min_group": self.min_group >= 3,
         }
         allowed = {"bootstrap": ">= 0 (0 = no intervals)", "permutations": ">= 0 (0 = no test)",
-                   "cv_folds": ">= 2", "min_stratum": ">= 3", "ci_level": "in (0, 1)", "alpha": "in (0, 1)",
+                   "cv_folds": ">= 2", "min_stratum": ">= 3", "min_group": ">= 3",
+                   "ci_level": "in (0, 1)", "alpha": "in (0, 1)",
                    "temperature_split": "in (0, 1)"}
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"analysis.{name}={getattr(self, name)!r}: expected {allowed[name]}")
         if self.correction not in ("bh", "bonferroni"):
             raise ValueError(f"analysis.correction={self.correction!r}: expected 'bh' or 'bonferroni'")
+        self.group_by = parse_group_by(self.group_by)
 
     @classmethod
     def from_any(cls, cfg: Any = None) -> "AnalysisConfig":
@@ -65,3 +69,22 @@ class AnalysisConfig:
         out = cls(**dict(cfg))
         out.measures = tuple(out.measures)
         return out
+
+
+def parse_group_by(spec: Any) -> tuple[str, ...]:
+    """'subject, wave' or ['subject', 'wave'] -> ('subject', 'wave'); '' or None -> ().
+
+    Each column is its own grouping (not crossed). A column named twice is refused (ValueError)."""
+    if spec is None:
+        return ()
+    if isinstance(spec, str):
+        names = [s.strip() for s in spec.split(",")]
+    elif isinstance(spec, (list, tuple)):
+        names = [str(s).strip() for s in spec]
+    else:
+        raise ValueError(f"analysis.group_by={spec!r}: expected comma-separated column names")
+    names = [s for s in names if s]
+    twice = sorted({s for s in names if names.count(s) > 1})
+    if twice:
+        raise ValueError(f"analysis.group_by={spec!r}: column {twice[0]!r} given twice; expected distinct column names")
+    return tuple(names)

@@ -51,7 +51,9 @@ from scipy.special import entr
 
 from jaxunc import columns as C
 from jaxunc.stats import bootstrap as bs
+from jaxunc.stats import tables as T
 from jaxunc.stats.config import AnalysisConfig
+from jaxunc.stats.multitest import family_qvalues
 
 KL_EPS = 1e-6
 DEFAULT_TARGET = "Answer_Ratios"
@@ -63,9 +65,11 @@ METRICS: dict[str, str] = {  # metric -> which direction is better
 PREDICTORS = ("model", "uniform", "dataset_mean")
 KL_NOTE = f"KL(r || d~) in nats, d~ = max(d, {KL_EPS:g}) renormalised (every predictor)"
 P_METHOD = "paired bootstrap, two-sided: p = (1 + #{|D*_b - D| >= |D|}) / (B + 1), D = model - predictor"
-COLUMNS = ["dataset", "model", "model_type", "model_size", C.PAIR_COLUMN, "target", "metric", "better",
+COLUMNS = ["dataset", "model", "model_type", "model_size", C.PAIR_COLUMN, "group_by", "group", "target", "metric",
+           "better",
            "predictor", "n_options", "n", "mean", "ci_low", "ci_high", "ci_method", "n_paired",
-           "diff_model_minus_predictor", "diff_ci_low", "diff_ci_high", "p_value", "p_method",
+           "diff_model_minus_predictor", "diff_ci_low", "diff_ci_high", "p_value", "p_method", "q_value",
+           "q_method", "q_family",
            "model_better", "n_dropped", "dropped", "note"]
 ITEM_COLUMNS = ["dataset", "model", "target", "item", "n_options", "model_entropy", "human_entropy",
                 "jsd_model", "jsd_uniform", "jsd_dataset_mean"]
@@ -353,13 +357,19 @@ def _dropped_text(reasons: list[str]) -> str:
     return "; ".join(f"{c} x {r}" for r, c in Counter(x for x in reasons if x).most_common())
 
 
-def distribution_table(df: pd.DataFrame, cfg: AnalysisConfig | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(distribution rows, per-item rows of the default target) for one table (dataset x model)."""
+def distribution_table(df: pd.DataFrame, cfg: AnalysisConfig | None = None,
+                       groups: list[tuple[str, str, np.ndarray]] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(distribution rows, per-item rows of the default target) for one table (dataset x model).
+
+    groups: (group_by column, label, row positions) per group (stats/groups.py): each adds rows
+    (n_options 'all') summarising the group's per-item values, with the pooled table's leave-one-out
+    dataset_mean baseline and resamples drawn within the group."""
     cfg = AnalysisConfig.from_any(cfg)
     meta = dict(dataset=str(df["dataset"].iloc[0]), model=str(df["model"].iloc[0]),
                 model_type=df["model_type"].iloc[0] if "model_type" in df else None,
                 model_size=df["model_size"].iloc[0] if "model_size" in df else np.nan,
-                **{C.PAIR_COLUMN: df[C.PAIR_COLUMN].iloc[0] if C.PAIR_COLUMN in df else None})
+                **{C.PAIR_COLUMN: df[C.PAIR_COLUMN].iloc[0] if C.PAIR_COLUMN in df else None},
+                group_by=T.POOLED_BY, group=T.POOLED_GROUP)
     has = {t: df[t].map(lambda v: _vector(v) is not None).any() for t in target_columns(df)}
     targets = [t for t, h in has.items() if h]
     if not targets:  # no human shares: nothing to compare (e.g. MMLU)
@@ -369,53 +379,73 @@ def distribution_table(df: pd.DataFrame, cfg: AnalysisConfig | None = None) -> t
                 for t in targets]
         return pd.DataFrame(rows, columns=COLUMNS), pd.DataFrame(columns=ITEM_COLUMNS)
     q, mask, n, model_reasons = _model_side(df)
-    ci_method = f"bootstrap_{bs.CI_METHOD}_B={cfg.bootstrap}" if cfg.bootstrap > 0 else "none"
     rows = [dict(meta, target=t, n=0, n_dropped=len(df), note="no item has shares for this target")
             for t, h in has.items() if not h]
     items = pd.DataFrame(columns=ITEM_COLUMNS)
     for t in targets:
         res = item_metrics(df, t, q, mask, n, model_reasons)
-        ok, vals = res["ok"], res["values"]
+        ok = res["ok"]
         dropped = _dropped_text(res["reasons"])
         if not ok.any():
             rows.append(dict(meta, target=t, n=0, n_dropped=len(df), dropped=dropped, note="no usable item"))
             continue
-        strata = [("all", np.flatnonzero(ok))]
+        n_drop = int(len(df) - ok.sum())
+        strata = [(meta, "all", np.flatnonzero(ok), n_drop, dropped)]  # (meta, n_options, rows, n_dropped, why)
         nk = np.unique(n[ok])
         if len(nk) > 1:
-            strata += [(str(int(k)), np.flatnonzero(ok & (n == k))) for k in nk]
-        for label, idx in strata:
-            if len(idx) == 0:
-                continue
-            summ = _summaries(vals, idx, cfg, _rng(cfg, meta["dataset"], meta["model"], t, label, "distribution"))
-            for m in vals:
-                for j, p in enumerate(PREDICTORS):
-                    cnt, mean, lo, hi, _ = summ[(m, j, "value")]
-                    notes = []
-                    if m == "kl_human_model":
-                        notes.append(KL_NOTE)
-                    if m == "representativeness":
-                        notes.append(f"{res['n_ordinal']} items flagged ordinal"
-                                     + (f"; {res['n_bad_ordinal']} with unusable ordinal_values" if res["n_bad_ordinal"] else ""))
-                    if p == "dataset_mean" and res["n_no_baseline"] and label == "all":
-                        notes.append(f"{res['n_no_baseline']} items alone in their n group: no dataset_mean")
-                    if p == "uniform" and label == "all" and len(nk) > 1:
-                        notes.append("n varies: the model-vs-uniform gap depends on n, see the n_options rows")
-                    row = dict(meta, target=t, metric=m, better=METRICS[m], predictor=p, n_options=label,
-                               n=cnt, mean=mean, ci_low=lo, ci_high=hi, ci_method=ci_method,
-                               n_dropped=int(len(df) - ok.sum()), dropped=dropped, note="; ".join(notes))
-                    if j > 0:
-                        npair, dmean, dlo, dhi, pv = summ[(m, j, "diff")]
-                        better = (dmean < 0) if METRICS[m] == "lower" else (dmean > 0)
-                        row.update(n_paired=npair, diff_model_minus_predictor=dmean, diff_ci_low=dlo,
-                                   diff_ci_high=dhi, p_value=pv if cfg.bootstrap > 0 else np.nan,
-                                   p_method=P_METHOD if cfg.bootstrap > 0 else "none",
-                                   model_better=bool(better) if np.isfinite(dmean) and dmean != 0 else None)
-                    rows.append(row)
+            strata += [(meta, str(int(k)), np.flatnonzero(ok & (n == k)), n_drop, dropped) for k in nk]
+        for by, label, where in groups or []:
+            where = np.asarray(where)
+            sel = where[ok[where]]
+            gmeta = dict(meta, group_by=by, group=label)
+            why = _dropped_text([res["reasons"][i] for i in where])
+            if len(sel):
+                strata.append((gmeta, "all", sel, len(where) - len(sel), why))
+            else:
+                rows.append(dict(gmeta, target=t, n=0, n_dropped=len(where), n_options="all", dropped=why,
+                                 note="no usable item in this group"))
+        for smeta, label, idx, n_dropped, why in strata:
+            grouped = smeta["group_by"] != T.POOLED_BY
+            key = (t, "group", smeta["group_by"], smeta["group"]) if grouped else (t, label)
+            summ = _summaries(res["values"], idx, cfg, _rng(cfg, meta["dataset"], meta["model"], *key, "distribution"))
+            rows += _summary_rows(smeta, t, label, summ, res, cfg, pooled=not grouped,
+                                  n_varies=len(nk) > 1 and not grouped, n_dropped=n_dropped, dropped=why)
         if t == DEFAULT_TARGET:
             items = _item_rows(meta, t, q, res, n)
     out = pd.DataFrame(rows, columns=COLUMNS)
     return out, items
+
+
+def _summary_rows(meta: dict, t: str, label: str, summ: dict, res: dict, cfg: AnalysisConfig, pooled: bool,
+                  n_varies: bool, n_dropped: int, dropped: str) -> list[dict]:
+    """Rows of one summary (target x stratum or group): every metric x predictor."""
+    ci_method = f"bootstrap_{bs.CI_METHOD}_B={cfg.bootstrap}" if cfg.bootstrap > 0 else "none"
+    rows = []
+    for m in res["values"]:
+        for j, p in enumerate(PREDICTORS):
+            cnt, mean, lo, hi, _ = summ[(m, j, "value")]
+            notes = []
+            if m == "kl_human_model":
+                notes.append(KL_NOTE)
+            if m == "representativeness":
+                notes.append(f"{res['n_ordinal']} items flagged ordinal"
+                             + (f"; {res['n_bad_ordinal']} with unusable ordinal_values" if res["n_bad_ordinal"] else ""))
+            if p == "dataset_mean" and res["n_no_baseline"] and label == "all" and pooled:
+                notes.append(f"{res['n_no_baseline']} items alone in their n group: no dataset_mean")
+            if p == "uniform" and label == "all" and n_varies:
+                notes.append("n varies: the model-vs-uniform gap depends on n, see the n_options rows")
+            row = dict(meta, target=t, metric=m, better=METRICS[m], predictor=p, n_options=label,
+                       n=cnt, mean=mean, ci_low=lo, ci_high=hi, ci_method=ci_method,
+                       n_dropped=n_dropped, dropped=dropped, note="; ".join(notes))
+            if j > 0:
+                npair, dmean, dlo, dhi, pv = summ[(m, j, "diff")]
+                better = (dmean < 0) if METRICS[m] == "lower" else (dmean > 0)
+                row.update(n_paired=npair, diff_model_minus_predictor=dmean, diff_ci_low=dlo,
+                           diff_ci_high=dhi, p_value=pv if cfg.bootstrap > 0 else np.nan,
+                           p_method=P_METHOD if cfg.bootstrap > 0 else "none",
+                           model_better=bool(better) if np.isfinite(dmean) and dmean != 0 else None)
+            rows.append(row)
+    return rows
 
 
 def _item_rows(meta: dict, target: str, q: np.ndarray, res: dict, n: np.ndarray) -> pd.DataFrame:
@@ -431,11 +461,22 @@ def _item_rows(meta: dict, target: str, q: np.ndarray, res: dict, n: np.ndarray)
                         columns=ITEM_COLUMNS)
 
 
+def add_qvalues(dist: pd.DataFrame, correction: str = "bh") -> pd.DataFrame:
+    """q_value of the model-vs-baseline p-values per family, named in `q_family`: pooled rows per
+    dataset x target x metric (all models, baselines and n strata), group rows per dataset x model x
+    group_by x target x metric (all groups and baselines)."""
+    return family_qvalues(dist, {"p_value": "q_value"}, correction, ["dataset", "target", "metric"],
+                          ["dataset", "model", T.GROUP_BY, "target", "metric"],
+                          "all models, baselines and n strata", "all groups and baselines")[COLUMNS]
+
+
 def distribution_tables(tables: list[pd.DataFrame], cfg: AnalysisConfig | None = None
                         ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """distribution.csv rows and per-item rows of all tables."""
+    """distribution.csv rows (with q-values) and per-item rows of all tables."""
+    cfg = AnalysisConfig.from_any(cfg)
     parts = [distribution_table(t, cfg) for t in tables]
     summ = [p[0] for p in parts if not p[0].empty]
     items = [p[1] for p in parts if not p[1].empty]
-    return (pd.concat(summ, ignore_index=True) if summ else pd.DataFrame(columns=COLUMNS),
+    return (add_qvalues(pd.concat(summ, ignore_index=True) if summ else pd.DataFrame(columns=COLUMNS),
+                        cfg.correction),
             pd.concat(items, ignore_index=True) if items else pd.DataFrame(columns=ITEM_COLUMNS))

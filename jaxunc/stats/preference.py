@@ -6,6 +6,8 @@
   = (discordant pairs + 0.5 * pairs tied in exactly one of the two) / all pairs; 0.5 = chance;
 - positional bias: chi-square test of homogeneity (scipy.stats.chi2_contingency) between the
   counts of predicted labels and of reference labels (correct label if known, else plurality).
+Plurality agreement has an exact (Clopper-Pearson) interval; `binom_q_value` and `positional_q_value`
+per family (add_qvalues: dataset over models; group rows dataset x model x group_by over groups).
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import pandas as pd
 from scipy import stats
 
 from jaxunc.stats import tables as T
+from jaxunc.stats.multitest import family_qvalues
 
-COLUMNS = ["dataset", "model", "model_type", "model_size", "n", "n_dropped", "plurality_agreement",
-           "chance", "binom_p_value", "binom_test", "n_plurality_ties", "kendall_distance_mean",
+COLUMNS = ["dataset", "model", "model_type", "model_size", "group_by", "group", "n", "n_dropped",
+           "plurality_agreement", "plurality_ci_low", "plurality_ci_high", "plurality_ci_method",
+           "chance", "binom_p_value", "binom_test", "binom_q_value", "n_plurality_ties", "kendall_distance_mean",
            "kendall_distance_sd", "kendall_n", "positional_chi2", "positional_dof", "positional_p_value",
-           "positional_reference", "positional_test", "pred_label_counts", "reference_label_counts", "note"]
+           "positional_reference", "positional_test", "pred_label_counts", "reference_label_counts", "positional_q_value", "q_method", "q_family", "note"]
 
 
 def kendall_tau_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -46,7 +50,7 @@ def _softmax(l: np.ndarray) -> np.ndarray:
 def preference_table(df: pd.DataFrame) -> dict:
     """One row (dict) of preference statistics for one table."""
     row = dict(dataset=df["dataset"].iloc[0], model=df["model"].iloc[0], model_type=df["model_type"].iloc[0],
-               model_size=df["model_size"].iloc[0], note="")
+               model_size=df["model_size"].iloc[0], group_by=T.POOLED_BY, group=T.POOLED_GROUP, note="")
     notes = []
     if "cloze_pred" not in df.columns:
         row["note"] = "missing column 'cloze_pred'"
@@ -65,7 +69,11 @@ def preference_table(df: pd.DataFrame) -> dict:
         k, n = int(agree.sum()), int(ok.sum())
         row.update(n=n, n_dropped=int(len(df) - n), plurality_agreement=k / n if n else np.nan,
                    chance=chance, n_plurality_ties=ties, binom_test="exact binomial vs chance, two-sided")
-        row["binom_p_value"] = float(stats.binomtest(k, n, chance).pvalue) if n else np.nan
+        if n:
+            test = stats.binomtest(k, n, chance)
+            ci = test.proportion_ci(confidence_level=0.95, method="exact")
+            row.update(binom_p_value=float(test.pvalue), plurality_ci_low=float(ci.low),
+                       plurality_ci_high=float(ci.high), plurality_ci_method="clopper_pearson_95")
         if "mc_choice-pdf" in df.columns:
             d = []
             for s, l, o in zip(shares, df["mc_choice-pdf"], ok):
@@ -105,6 +113,14 @@ def preference_table(df: pd.DataFrame) -> dict:
     return row
 
 
-def preference_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
-    """preference.csv: one row per table."""
-    return pd.DataFrame([preference_table(t) for t in tables], columns=COLUMNS)
+def add_qvalues(pref: pd.DataFrame, correction: str = "bh") -> pd.DataFrame:
+    """binom_q_value and positional_q_value per family, named in `q_family`: pooled rows per dataset
+    (all models), group rows per dataset x model x group_by (all groups)."""
+    return family_qvalues(pref, {"binom_p_value": "binom_q_value", "positional_p_value": "positional_q_value"},
+                          correction, ["dataset"], ["dataset", "model", T.GROUP_BY], "all models",
+                          "all groups")[COLUMNS]
+
+
+def preference_tables(tables: list[pd.DataFrame], correction: str = "bh") -> pd.DataFrame:
+    """preference.csv: one row per table, with q-values."""
+    return add_qvalues(pd.DataFrame([preference_table(t) for t in tables], columns=COLUMNS), correction)

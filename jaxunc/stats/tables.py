@@ -27,6 +27,22 @@ HUMAN_TARGETS: dict[str, str] = {
     "Response_Count": C.UNCERTAINTY,
 }
 REQUIRED = ("Answers",)
+# Group columns of every statistics table (stats/groups.py): the pooled rows are group_by='none', group='all'.
+GROUP_BY, GROUP = "group_by", "group"
+POOLED_BY, POOLED_GROUP = "none", "all"
+
+
+def is_pooled(frame: pd.DataFrame) -> np.ndarray:
+    """Rows of a statistics table computed on all items (no group_by column: every row)."""
+    if GROUP_BY not in frame.columns:
+        return np.ones(len(frame), bool)
+    by = frame[GROUP_BY].astype(object)
+    return (by.isna() | (by == POOLED_BY)).to_numpy()
+
+
+def pooled(frame: pd.DataFrame) -> pd.DataFrame:
+    """The pooled rows (group_by 'none') of a statistics table."""
+    return frame[is_pooled(frame)] if len(frame) else frame
 
 
 def dataset_name(df: pd.DataFrame, path: str | Path | None = None) -> str:
