@@ -41,9 +41,6 @@ from jaxunc.checkpoints import load_model
 from jaxunc.embedded import smollm2_gguf_path
 from jaxunc.models import JittedModel
 
-COANE = "/work/shared/data/coane/coane_data.parquet"
-
-
 def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
     """Wall times (s) of each fn, run in turn `repeats` times after one warm-up call each, so that load
     from other processes on a shared machine hits all of them alike. fns must block until done."""
@@ -63,7 +60,9 @@ def prompt_batch(tokenizer, batch: int, length: int) -> np.ndarray:
     try:
         import pandas as pd
 
-        items = pd.read_parquet(COANE)
+        from jaxunc.data.coane import SHIPPED
+
+        items = pd.read_parquet(SHIPPED)
         text = "\n\n".join(  # one MC item per paragraph
             f"Question: {q}\n" + "\n".join(f"{'ABCD'[i]}. {a}" for i, a in enumerate(ans)) + "\nAnswer:"
             for q, ans in zip(items["Question"], items["Answers"])

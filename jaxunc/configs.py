@@ -5,7 +5,7 @@ Fields (override any with --config.<field>=value):
   model.pair          base/instruct pair key, family + size (e.g. 'falcon3-1b'), written to the
                       per-item tables' `model_pair` column; compare.csv pairs models on it
   model.checkpoint    local HF checkpoint dir or .gguf file ('' = the embedded SmolLM2 GGUF)
-  model.dtype         float32 | bfloat16; model.scan_layers (layers under lax.scan: compile time flat in depth)
+  model.dtype         auto (bfloat16 on GPU/TPU, float32 on CPU) | float32 | bfloat16; model.scan_layers (layers under lax.scan: compile time flat in depth)
   model.system_message  chat system turn (unset: the study's instruction per task; '': none)
   data.datasets       comma-separated: coane, protoqa, mmlu, opinionqa, globalopinionqa, or a path
                       to a generic file
@@ -50,7 +50,7 @@ def base_config(
     config.model = ml_collections.ConfigDict(dict(
         name=model_name, family=family, type=model_type, size=float(size),
         pair=pair or pair_key_from_name(model_name),
-        prompt_format=prompt_format, checkpoint=checkpoint, dtype="float32", scan_layers=True,
+        prompt_format=prompt_format, checkpoint=checkpoint, dtype="auto", scan_layers=True,
         # None: the study's instruction for each task; "" : no system turn.
         system_message=ml_collections.config_dict.placeholder(str), cache_dir="",
     ))

@@ -45,7 +45,7 @@ _PACKAGES = ("jax", "jaxlib", "flax", "numpy", "scipy", "pandas", "transformers"
 def check_config(config) -> None:
     """Refuse bad settings before anything is loaded (UsageError naming the field and what is allowed)."""
     choices = {
-        "model.dtype": (config.model.dtype, ("float32", "bfloat16")),
+        "model.dtype": (config.model.dtype, ("auto", "float32", "bfloat16")),
         "model.prompt_format": (config.model.prompt_format, prompts.FORMATS),
         "model.type": (config.model.type, ("base", "ins")),
         "engine.nucleus": (config.engine.nucleus, measures.NUCLEUS_OPTIONS),
@@ -287,6 +287,16 @@ def fit_context(plan: DatasetRun, token_lists: dict[str, list[list[int]]], limit
     return keep
 
 
+def resolve_dtype_setting(config):
+    """model.dtype "auto": bfloat16 on GPU/TPU, float32 on CPU (a copy of the config with it resolved, so
+    run.json and the stored settings record the dtype actually used)."""
+    if config.model.dtype != "auto":
+        return config
+    config = config.copy_and_resolve_references()
+    config.model.dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
+    return config
+
+
 def attention_impl(config) -> str:
     """engine.attention: "auto" is jax.nn.dot_product_attention (cuDNN where it applies) on GPU, the XLA
     path elsewhere (measured faster on CPU)."""
@@ -408,6 +418,7 @@ def run(config) -> dict:
     written); then the output folder is locked, the model loaded and the items scored.
     """
     hosts = resolve_hosts(config)  # first: jax.distributed must start before the devices are used
+    config = resolve_dtype_setting(config)
     check_config(config)
     tasks = parse_tasks(config.tasks)
     out = output_dir(config)
