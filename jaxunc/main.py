@@ -59,9 +59,12 @@ def check_config_flags(argv: list[str]) -> None:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise cli.UsageError(f"unexpected arguments {argv[1:]}; settings go in --config.<field>=<value>")
+    import logging as std_logging
+
     from jaxunc.pipeline import run
 
     logging.set_verbosity(logging.INFO)
+    std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.WARNING)  # no backend-probing lines
     run(_CONFIG.value)
 
 

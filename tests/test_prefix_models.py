@@ -133,3 +133,17 @@ def test_scanned_and_unrolled_layers_agree(model):
     finally:
         m.scan_layers = True
     np.testing.assert_allclose(unrolled, scanned, rtol=0, atol=ATOL, err_msg=variant)
+
+
+def test_dot_product_attention_path_matches_the_xla_path(model):
+    """attention="jax" (jax.nn.dot_product_attention; cuDNN on GPU, its XLA fallback here) gives the
+    xla path's logits (soft-capped models always take the xla path); measured <= 3e-6."""
+    variant, m = model
+    prefix, suffixes = prompts(3)
+    xla = full_last_logits(m, prefix, suffixes)
+    m.attention = "jax"
+    try:
+        fused = full_last_logits(m, prefix, suffixes)
+    finally:
+        m.attention = "xla"
+    np.testing.assert_allclose(fused, xla, rtol=0, atol=ATOL, err_msg=variant)
