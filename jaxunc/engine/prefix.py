@@ -3,10 +3,12 @@ only its suffix against it.
 
 Prompts are sorted lexicographically by token ids, so that prompts sharing a prefix are
 neighbours and the common prefix of a run of neighbours is the smallest common prefix of adjacent
-pairs. A run is kept whole or split at its weakest link (the adjacent pair sharing least),
-whichever saves more prompt tokens: a group of n prompts sharing p tokens saves (n - 1) p. So two
-few-shot layouts of a mixed dataset become two groups, each with its own long prefix, even when
-all prompts also share a short start. A group's prefix leaves every member at least one suffix
+pairs. A run is kept whole or split at its weakest link (the adjacent pair sharing least): a group
+of n prompts sharing p tokens saves (n - 1) p prompt tokens, and a split is taken only when it saves
+at least `min_gain` (10%) more than the whole run, since every extra group costs a partly filled
+batch and may widen the padded prefix of all. So two few-shot layouts of a mixed dataset become two
+groups, each with its own long prefix, even when all prompts also share a short start, while
+questions that merely start alike ("Name something ...") stay in one group. A group's prefix leaves every member at least one suffix
 token (the answer slot's logits come from the last prompt token); a prefix shorter than
 `min_prefix` is not worth a cache, and such prompts form one group with an empty prefix.
 """
@@ -41,7 +43,7 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
     return int(diff[0]) if len(diff) else n
 
 
-def prefix_groups(token_lists: Sequence[Sequence[int]], min_prefix: int = 16) -> list[PrefixGroup]:
+def prefix_groups(token_lists: Sequence[Sequence[int]], min_prefix: int = 16, min_gain: float = 0.1) -> list[PrefixGroup]:
     """Partition the prompts into groups with a shared prefix (see the module docstring).
 
     Groups are returned in the order of their first item; the prompts of an empty-prefix group are
@@ -55,7 +57,7 @@ def prefix_groups(token_lists: Sequence[Sequence[int]], min_prefix: int = 16) ->
     order = sorted(range(n), key=lambda i: tuple(token_lists[i]))
     links = [common_prefix_length(token_lists[order[k]], token_lists[order[k + 1]]) for k in range(n - 1)]
     lengths = [len(token_lists[i]) for i in order]
-    leaves = _best_split(links, lengths, min_prefix)
+    leaves = _best_split(links, lengths, min_prefix, min_gain)
     groups, loose = [], []
     for lo, hi, length in leaves:
         members = order[lo:hi]
@@ -68,12 +70,13 @@ def prefix_groups(token_lists: Sequence[Sequence[int]], min_prefix: int = 16) ->
     return sorted(groups, key=lambda g: g.items[0])
 
 
-def _best_split(links: list[int], lengths: list[int], min_prefix: int) -> list[tuple[int, int, int]]:
+def _best_split(links: list[int], lengths: list[int], min_prefix: int, min_gain: float) -> list[tuple[int, int, int]]:
     """Leaves (lo, hi, prefix length) of the best recursive split of the sorted range [0, n).
 
     A range [lo, hi) shares p = min(links[lo:hi-1], lengths[lo:hi] - 1) tokens and saves
-    (hi - lo - 1) p when p >= min_prefix; its best value is the larger of that and the sum over the
-    two halves split at its weakest link. Evaluated without recursion (post-order on a stack).
+    (hi - lo - 1) p when p >= min_prefix; its value is that, unless the two halves split at its
+    weakest link save more than (1 + min_gain) times as much together. Evaluated without recursion
+    (post-order on a stack).
     """
     n = len(lengths)
     if n == 0:
@@ -93,7 +96,8 @@ def _best_split(links: list[int], lengths: list[int], min_prefix: int) -> list[t
             stack += [(lo, hi, True), (lo, cut, False), (cut, hi, False)]
             continue
         (left, lleaves), (right, rleaves) = best.pop((lo, cut)), best.pop((cut, hi))
-        best[lo, hi] = (whole, leaf) if whole >= left + right else (left + right, lleaves + rleaves)
+        split = left + right > whole * (1 + min_gain) if whole else left + right > 0
+        best[lo, hi] = (left + right, lleaves + rleaves) if split else (whole, leaf)
     return best[0, n][1]
 
 
