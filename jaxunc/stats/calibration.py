@@ -304,15 +304,3 @@ def add_qvalues(cal: pd.DataFrame, correction: str = "bh") -> pd.DataFrame:
     return family_qvalues(cal, {"auroc_p_value": "auroc_q_value"}, correction, ["dataset", "task"],
                           ["dataset", "model", T.GROUP_BY, "task"], "AUROC tests of all models and measures",
                           "AUROC tests of all groups and measures")[CAL_COLUMNS]
-
-
-def calibration_tables(tables: list[pd.DataFrame], cfg: AnalysisConfig | None = None
-                ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """calibration.csv (with q-values) and reliability.csv rows for all tables."""
-    cfg = AnalysisConfig.from_any(cfg)
-    parts = [calibration_table(t, cfg) for t in tables]
-    cal = [p[0] for p in parts if not p[0].empty]
-    rel = [p[1] for p in parts if not p[1].empty]
-    return (add_qvalues(pd.concat(cal, ignore_index=True) if cal else pd.DataFrame(columns=CAL_COLUMNS),
-                        cfg.correction),
-            pd.concat(rel, ignore_index=True) if rel else pd.DataFrame())
