@@ -487,6 +487,9 @@ def _run_locked(config, tasks, hosts, out: Path, plans: list[DatasetRun]) -> dic
         analyze_tables(tables, out, config.analysis)
         timings["analysis"] = time.perf_counter() - t0
         _write_json(out / "run.json", record)
+    from jaxunc.report.summary import summary_block
+
+    print(summary_block(out, [config.model.name], [e["table"] for e in record["datasets"].values() if "table" in e]))
     return record
 
 
