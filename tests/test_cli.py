@@ -25,6 +25,8 @@ ENTRY_POINTS = {
     "jaxunc.main": ([sys.executable, "-m", "jaxunc.main"], "jaxunc main job: score one model", ["--config"]),
     "jaxunc.analyze": ([sys.executable, "-m", "jaxunc.analyze"], "the statistics and report again",
                        ["--results", "--output_dir", "--bootstrap", "--group_by"]),
+    "jaxunc.reproduce": ([sys.executable, "-m", "jaxunc.reproduce"], "recompute the reference study's published",
+                         ["--study", "--output_dir"]),
     "sweep": ([sys.executable, str(ROOT / "launch" / "sweep.py")], "Run a sweep of models", ["--sweep", "--dry_run"]),
     "local": ([sys.executable, str(ROOT / "launch" / "local.py")], "Start N local processes",
               ["--num_processes", "--gpus_per_process"]),
@@ -51,7 +53,7 @@ def test_help_says_what_each_entry_point_does(name):
             assert f"  {f}:" in proc.stdout, (f, proc.stdout)
 
 
-@pytest.mark.parametrize("name", ["jaxunc", "jaxunc-analyze"])
+@pytest.mark.parametrize("name", ["jaxunc", "jaxunc-analyze", "jaxunc-reproduce"])
 def test_console_scripts_have_their_flags(name, tmp_path):
     proc = subprocess.run([*console_script(name), "--help"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120, env=ENV)
