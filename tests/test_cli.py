@@ -129,15 +129,26 @@ def test_summary_block_orders_orients_and_puts_the_partial_beside_the_raw(tmp_pa
              ci_high=np.nan, q_value=1e-3),
         dict(base, measure="mc_choice-ent", method="pearson", coef=0.9, coef_oriented=0.9, ci_low=0.8, ci_high=0.95,
              q_value=1e-9),
+        # a confidence-type signal: aligned = negative coef_oriented; mc_choice-prob raw 0.4 [0.3, 0.5] is aligned
+        dict(base, target="MC_Human_Prop_Correct", target_kind="confidence", measure="mc_choice-ent", method="spearman",
+             coef=0.2, coef_oriented=0.2, ci_low=0.1, ci_high=0.3, q_value=0.02),
+        dict(base, target="MC_Human_Prop_Correct", target_kind="confidence", measure="mc_choice-prob", method="spearman",
+             coef=0.4, coef_oriented=-0.4, ci_low=0.3, ci_high=0.5, q_value=0.001),
     ]
     pd.DataFrame(rows).to_csv(tmp_path / "analysis" / "alignment.csv", index=False)
     pd.DataFrame([dict(dataset="d", model="M", group_by="none", group="all", task="mc", measure="mc_choice-prob-renorm",
                        n=50, accuracy=0.6, accuracy_ci_low=0.46, accuracy_ci_high=0.72, accuracy_ci_method="wilson",
                        ece_width10=0.125)]).to_csv(tmp_path / "analysis" / "calibration.csv", index=False)
     best = best_aligned(pd.read_csv(tmp_path / "analysis" / "alignment.csv"), "d", "M", top=3)
+    best = best[best["target"] == "human-ent"]
     assert list(best["measure"]) == ["mc_choice-prob", "mc_choice-ent", "mc_total-ent"]  # Pearson row ignored
     assert (best["ci_low"].iloc[0], best["ci_high"].iloc[0]) == (0.4, 0.6)
     assert best["partial"].iloc[0] == 0.45 and np.isnan(best["partial"].iloc[1])
+    conf = best_aligned(pd.read_csv(tmp_path / "analysis" / "alignment.csv"), "d", "M", top=3)
+    conf = conf[conf["target"] == "MC_Human_Prop_Correct"]
+    assert list(conf["measure"]) == ["mc_choice-prob", "mc_choice-ent"] and list(conf["alignment"]) == [0.4, -0.2]
+    assert (conf["ci_low"].iloc[0], conf["ci_high"].iloc[0]) == (0.3, 0.5)
+    assert (conf["ci_low"].iloc[1], conf["ci_high"].iloc[1]) == (-0.3, -0.1)
     text = summary_block(tmp_path, ["M"])
     assert "accuracy 0.600 [0.460, 0.720] (wilson 95%, n = 50); ECE 0.125" in text
     assert "mc_choice-prob  0.500 [0.400, 0.600]  q = 0.0001  partial 0.450" in text

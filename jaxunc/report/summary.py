@@ -4,6 +4,11 @@ Where the tables, report and figures are; per dataset x model: accuracy with its
 of the renormalised option probability, and per human signal the `top` best-aligned measures
 (oriented Spearman with its bootstrap interval and q-value) with the partial Spearman controlling for
 the number of options beside it (docs/analyses.md, sections 1 and 3).
+
+"Aligned" (docs/measures.md section 5): `coef_oriented` negates confidence measures, so with an
+uncertainty-type signal (human-ent, reaction times) positive = aligned; with a confidence-type
+signal (share of correct answers) the sign is flipped once more here, so that every value printed is
+larger when the model is unsure where people are unsure.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from jaxunc import columns as C
 from jaxunc.stats import tables as T
 
 ECE_MEASURE = "mc_choice-prob-renorm"
@@ -34,29 +40,35 @@ def _interval(lo: float, hi: float) -> str:
     return f" [{_num(lo)}, {_num(hi)}]" if np.isfinite(lo) and np.isfinite(hi) else ""
 
 
-def oriented_interval(row: pd.Series) -> tuple[float, float]:
-    """The bootstrap interval of `coef` turned like `coef_oriented` (negated for confidence measures)."""
+def target_sign(row: pd.Series) -> float:
+    """-1 for a confidence-type human signal (aligned = negative coef_oriented), else +1."""
+    return -1.0 if str(row.get("target_kind", "")) == C.CONFIDENCE else 1.0
+
+
+def aligned_interval(row: pd.Series, sign: float) -> tuple[float, float]:
+    """The bootstrap interval of `coef` turned like the alignment value sign * coef_oriented."""
     lo, hi = float(row["ci_low"]), float(row["ci_high"])
-    if float(row["coef"]) != 0 and np.sign(row["coef_oriented"]) != np.sign(row["coef"]):
-        lo, hi = -hi, -lo
-    return lo, hi
+    turn = sign * C.orientation(str(row["measure"]))
+    return (lo, hi) if turn > 0 else (-hi, -lo)
 
 
 def best_aligned(alignment: pd.DataFrame, dataset: str, model: str, top: int = 3) -> pd.DataFrame:
-    """Per human signal, the `top` measures with the largest oriented Spearman, with the oriented interval,
-    q-value and the oriented partial Spearman (NaN where it was not computed: n constant)."""
+    """Per human signal, the `top` best-aligned measures: alignment = coef_oriented (sign-flipped for a
+    confidence-type signal), its bootstrap interval, q-value and the partial Spearman turned the same way
+    (NaN where it was not computed: n constant)."""
     al = alignment[(alignment["dataset"] == dataset) & (alignment["model"] == model)]
     sp = al[(al["method"] == "spearman") & al["coef_oriented"].notna()]
     partial = al[al["method"] == "partial_spearman"].set_index(["target", "measure"])["coef_oriented"]
     rows = []
     for target, g in sp.groupby("target", sort=True):
-        for _, r in g.sort_values("coef_oriented", ascending=False).head(top).iterrows():
-            lo, hi = oriented_interval(r)
-            rows.append(dict(target=target, measure=r["measure"], coef_oriented=float(r["coef_oriented"]),
+        sign = target_sign(g.iloc[0])
+        g = g.assign(alignment=sign * g["coef_oriented"])
+        for _, r in g.sort_values("alignment", ascending=False).head(top).iterrows():
+            lo, hi = aligned_interval(r, sign)
+            rows.append(dict(target=target, measure=r["measure"], alignment=float(r["alignment"]),
                              ci_low=lo, ci_high=hi, q_value=float(r["q_value"]),
-                             partial=float(partial.get((target, r["measure"]), np.nan))))
-    return pd.DataFrame(rows, columns=["target", "measure", "coef_oriented", "ci_low", "ci_high", "q_value",
-                                       "partial"])
+                             partial=sign * float(partial.get((target, r["measure"]), np.nan))))
+    return pd.DataFrame(rows, columns=["target", "measure", "alignment", "ci_low", "ci_high", "q_value", "partial"])
 
 
 def summary_block(out_dir: str | Path, models: Sequence[str] | None = None,
@@ -95,8 +107,8 @@ def summary_block(out_dir: str | Path, models: Sequence[str] | None = None,
             continue
         q_method = str(al["q_method"].dropna().iloc[0]) if al["q_method"].notna().any() else "q"
         controlled = best["partial"].notna().any()
-        lines.append(f"  best-aligned measures per human signal: oriented Spearman [95% bootstrap CI], "
-                     f"q ({q_method}), "
+        lines.append(f"  best-aligned measures per human signal: oriented Spearman (positive = aligned; "
+                     f"flipped for share-correct signals) [95% bootstrap CI], q ({q_method}), "
                      + ("partial Spearman controlling for the number of options" if controlled else
                         "no partial Spearman (the number of options is constant)"))
         width = max(len(m) for m in best["measure"])
@@ -104,6 +116,6 @@ def summary_block(out_dir: str | Path, models: Sequence[str] | None = None,
             lines.append(f"    {target}")
             for r in g.itertuples():
                 part = f"  partial {_num(r.partial)}" if controlled else ""
-                lines.append(f"      {r.measure:<{width}}  {_num(r.coef_oriented)}{_interval(r.ci_low, r.ci_high)}"
+                lines.append(f"      {r.measure:<{width}}  {_num(r.alignment)}{_interval(r.ci_low, r.ci_high)}"
                              f"  q = {r.q_value:.2g}{part}")
     return "\n".join(lines)
