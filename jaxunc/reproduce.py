@@ -134,7 +134,7 @@ def reproduce_coane(out: Path, figures: bool = True) -> Reproduction:
 
 def protoqa_alignment(bootstrap: int = 0, seed: int = 0) -> pd.DataFrame:
     """Alignment with human-ent of the 4 ProtoQA models: Spearman, partial Spearman (n), the 2025 Pearson
-    and n-stratified Spearman, oriented (analyses.md section 1)."""
+    and n-stratified Spearman, oriented (docs/analyses.md section 1)."""
     from jaxunc.stats import alignment as A
     from jaxunc.stats.config import AnalysisConfig
 

@@ -211,7 +211,7 @@ def write_report(out_dir: Path, results: dict[str, pd.DataFrame], figures: list[
          f"Bootstrap B = {cfg.bootstrap} (percentile intervals, seed {cfg.seed}); multiple comparisons: "
          f"{'Benjamini-Hochberg' if cfg.correction == 'bh' else 'Bonferroni'} q-values per family "
          "(dataset x method: all models, measures and human signals). Confidence measures are negated in "
-         "`coef_oriented` (measures.md section 5); raw `coef` is never negated. "
+         "`coef_oriented` (docs/measures.md section 5); raw `coef` is never negated. "
          "Partial Spearman controls for the number of options n (rank both, regress out ranked n, "
          "correlate residuals) and is reported with n-stratified Spearman for datasets whose n varies.\n"]
     if problems:
