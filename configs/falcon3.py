@@ -1,12 +1,22 @@
 """Falcon3 1B-10B (Llama architecture).
 
-Usage: python -m jaxunc.main --config=configs/falcon3.py:<size>[-ins] --config.model.checkpoint=DIR
+Launch (model.size comes from the checkpoint; sizes: 1b, 3b, 7b, 10b):
+
+  python -m jaxunc.main --config=configs/falcon3.py:size=1b --config.model.checkpoint=/ckpt/Falcon3-1B-Base
+  python -m jaxunc.main --config=configs/falcon3.py:size=10b,ins=True --config.model.checkpoint=/ckpt/Falcon3-10B-Instruct
+  python -m jaxunc.main --config=configs/falcon3.py:size=1b,ins=True,runlocal --config.model.checkpoint=/ckpt/Falcon3-1B-Instruct   # smoke run, 8 items
+  (the older form --config=configs/falcon3.py:1b-ins also works)
 """
 
 from jaxunc.configs import family_config
 
-# size key: (base model, instruct model, billions of parameters)
-SIZES = {'1b': ('Falcon3-1B-Base', 'Falcon3-1B-Instruct', 1.67), '3b': ('Falcon3-3B-Base', 'Falcon3-3B-Instruct', 3.23), '7b': ('Falcon3-7B-Base', 'Falcon3-7B-Instruct', 7.46), '10b': ('Falcon3-10B-Base', 'Falcon3-10B-Instruct', 10.3)}
+# size key: (base model, instruct model); None where that variant was never released
+SIZES = {
+    '1b': ('Falcon3-1B-Base', 'Falcon3-1B-Instruct'),
+    '3b': ('Falcon3-3B-Base', 'Falcon3-3B-Instruct'),
+    '7b': ('Falcon3-7B-Base', 'Falcon3-7B-Instruct'),
+    '10b': ('Falcon3-10B-Base', 'Falcon3-10B-Instruct'),
+}
 
 
 def get_config(arg=None):

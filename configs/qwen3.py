@@ -1,18 +1,23 @@
 """Qwen3 dense 0.6B-14B (per-head q/k RMSNorm, head_dim decoupled from hidden/heads); instruct = the
 hybrid-thinking chat models (Qwen3-<size>), base = Qwen3-<size>-Base.
 
-Usage: python -m jaxunc.main --config=configs/qwen3.py:<size>[-ins] --config.model.checkpoint=DIR
+Launch (model.size comes from the checkpoint; sizes: 0.6b, 1.7b, 4b, 8b, 14b):
+
+  python -m jaxunc.main --config=configs/qwen3.py:size=0.6b --config.model.checkpoint=/ckpt/Qwen3-0.6B-Base
+  python -m jaxunc.main --config=configs/qwen3.py:size=14b,ins=True --config.model.checkpoint=/ckpt/Qwen3-14B
+  python -m jaxunc.main --config=configs/qwen3.py:size=0.6b,ins=True,runlocal --config.model.checkpoint=/ckpt/Qwen3-0.6B   # smoke run, 8 items
+  (the older form --config=configs/qwen3.py:0.6b-ins also works)
 """
 
 from jaxunc.configs import family_config
 
-# size key: (base model, instruct model, billions of parameters)
+# size key: (base model, instruct model); None where that variant was never released
 SIZES = {
-    '0.6b': ('Qwen3-0.6B-Base', 'Qwen3-0.6B', 0.6),
-    '1.7b': ('Qwen3-1.7B-Base', 'Qwen3-1.7B', 1.7),
-    '4b': ('Qwen3-4B-Base', 'Qwen3-4B', 4.0),
-    '8b': ('Qwen3-8B-Base', 'Qwen3-8B', 8.2),
-    '14b': ('Qwen3-14B-Base', 'Qwen3-14B', 14.8),
+    '0.6b': ('Qwen3-0.6B-Base', 'Qwen3-0.6B'),
+    '1.7b': ('Qwen3-1.7B-Base', 'Qwen3-1.7B'),
+    '4b': ('Qwen3-4B-Base', 'Qwen3-4B'),
+    '8b': ('Qwen3-8B-Base', 'Qwen3-8B'),
+    '14b': ('Qwen3-14B-Base', 'Qwen3-14B'),
 }
 
 

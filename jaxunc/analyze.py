@@ -1,4 +1,5 @@
-"""Statistics and report over per-item tables.
+"""jaxunc.analyze: the statistics and report again, on any per-item tables (a jaxunc run, several runs,
+or the reference study's published files, which use the same column names).
 
     python -m jaxunc.analyze --results=<dir or parquet files, comma-separated> [--output_dir=DIR]
         [--bootstrap=1000] [--seed=0] [--reproduce_2025=False] [--correction=bh]
@@ -269,8 +270,10 @@ def check_group_by(paths: Sequence[Path], group_by: Sequence[str]) -> None:
 
 def run_main(argv=None) -> None:
     """The `jaxunc-analyze` / `python -m jaxunc.analyze` entry point."""
+    import sys
+
     _define_flags()
-    cli.run("jaxunc.analyze", _main, argv)
+    cli.run("jaxunc.analyze", _main, argv, doc=__doc__, module=sys.modules[__name__])
 
 
 def _define_flags():

@@ -1,4 +1,4 @@
-"""Column names, kinds and confidence maps of every measure (measures.md sections 1, 2, 5, 6).
+"""Column names, kinds and confidence maps of every measure (docs/measures.md sections 1, 2, 5, 6).
 
 Pure Python: the statistics import this without importing jax. Every other module takes column
 names from here, so a name is spelled once.
@@ -69,7 +69,7 @@ def base_name(column: str) -> str:
 
 
 def kind(column: str) -> str:
-    """'uncertainty' or 'confidence' (measures.md section 5). `fr_ppl` is an uncertainty."""
+    """'uncertainty' or 'confidence' (docs/measures.md section 5). `fr_ppl` is an uncertainty."""
     return CONFIDENCE if base_name(column) in _CONFIDENCE_MEASURES else UNCERTAINTY
 
 
@@ -79,7 +79,7 @@ def orientation(column: str) -> int:
 
 
 def confidence_map(column: str) -> str | None:
-    """Name of the map from the raw column to a confidence in [0, 1] (measures.md section 6).
+    """Name of the map from the raw column to a confidence in [0, 1] (docs/measures.md section 6).
 
     'identity', 'exp', 'one_minus', 'inverse', or None where no ECE applies.
     """

@@ -1,4 +1,4 @@
-"""Token ids of the option labels' surface variants (measures.md section 3).
+"""Token ids of the option labels' surface variants (docs/measures.md section 3).
 
 For label X the variants are `X`, `X.`, `X `, `X)`, `X,`, `X:`, ` X`, `(X)` and the same with
 lower-case x. Each is tokenized without special tokens; the ones that are exactly one (known) token

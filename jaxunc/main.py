@@ -1,16 +1,23 @@
-"""python -m jaxunc.main --config=configs/<name>.py[:arg] [--config.<field>=<value> ...]
+"""jaxunc main job: score one model on multiple-choice (and free-response) questions with known human
+answer distributions, compute the uncertainty measures on device, then the statistics and the report.
 
-Scores the model of the config on its datasets, writes the per-item tables, run.json, the analysis
-and the report under config.output_dir (fields: jaxunc/configs.py). Errors are one line; exit
-status 2 for a bad flag, config file, field or setting, 1 for a data or model error;
-JAXUNC_DEBUG=1 shows the traceback.
+    python -m jaxunc.main --config=configs/<name>.py[:arg] [--config.<field>=<value> ...]
+    python -m jaxunc.main --config=configs/smollm2.py:runlocal          # a tiny smoke run
+    python -m jaxunc.main --config=configs/llama3.py:size=8b,ins=True --config.model.checkpoint=DIR
+
+Writes under config.output_dir (default results/<config name>): items/<dataset>__<model>.parquet (one
+row per item), run.json, analysis/*.csv, report.md and figures/, then prints a short summary (where
+the files are, accuracy, the best-aligned measures). Config fields: jaxunc/configs.py; each
+configs/*.py docstring has launch commands. Errors are one line; exit status 2 for a bad flag, config
+file, field or setting, 1 for a data or model error; JAXUNC_DEBUG=1 shows the traceback.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from absl import logging
+import sys
+
 from ml_collections import ConfigDict, config_flags
 
 from jaxunc import cli
@@ -59,17 +66,13 @@ def check_config_flags(argv: list[str]) -> None:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise cli.UsageError(f"unexpected arguments {argv[1:]}; settings go in --config.<field>=<value>")
-    import logging as std_logging
-
     from jaxunc.pipeline import run
 
-    logging.set_verbosity(logging.INFO)
-    std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.WARNING)  # no backend-probing lines
     run(_CONFIG.value)
 
 
 def run_main() -> None:
-    cli.run("jaxunc", main, precheck=check_config_flags)
+    cli.run("jaxunc", main, precheck=check_config_flags, doc=__doc__, module=sys.modules[__name__])
 
 
 if __name__ == "__main__":

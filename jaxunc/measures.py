@@ -1,4 +1,4 @@
-"""Uncertainty measures of measures.md sections 1 and 2 as pure jax functions.
+"""Uncertainty measures of docs/measures.md sections 1 and 2 as pure jax functions.
 
 All arithmetic is float32 in log space: log-probabilities come from ``log_softmax``, sums of
 probabilities of option variants from ``logsumexp``, and ``0 ln 0 = 0`` is enforced by masking terms

@@ -374,7 +374,7 @@ def run_dataset(config, loaded, plan: DatasetRun, tasks: list[str], engines: dic
     if not hosts.is_writer:
         return record
     table["model"], table["model_type"], table["model_size"] = (
-        config.model.name, config.model.type, float(config.model.size))
+        config.model.name, config.model.type, model_size(config, loaded))
     table[columns.PAIR_COLUMN] = config.model.get("pair") or columns.pair_key_from_name(config.model.name)
     table = table[columns.ordered(list(table.columns))]
     write_parquet_atomic(table, plan.final, {
@@ -383,6 +383,12 @@ def run_dataset(config, loaded, plan: DatasetRun, tasks: list[str], engines: dic
     record["table"] = str(plan.final)
     record["summary"] = summarize(table)
     return record
+
+
+def model_size(config, loaded) -> float:
+    """Billions of parameters: config.model.size when given, else the checkpoint's parameter count."""
+    size = config.model.get("size")
+    return float(size) if size is not None else loaded.n_params / 1e9
 
 
 def source_digest(source: str) -> str | None:
@@ -481,6 +487,9 @@ def _run_locked(config, tasks, hosts, out: Path, plans: list[DatasetRun]) -> dic
         analyze_tables(tables, out, config.analysis)
         timings["analysis"] = time.perf_counter() - t0
         _write_json(out / "run.json", record)
+    from jaxunc.report.summary import summary_block
+
+    print(summary_block(out, [config.model.name], [e["table"] for e in record["datasets"].values() if "table" in e]))
     return record
 
 

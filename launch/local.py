@@ -70,4 +70,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    cli.run("local", main)
+    cli.run("local", main, doc=__doc__, module=sys.modules[__name__])

@@ -81,4 +81,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run("sweep", main)
+    cli.run("sweep", main, doc=__doc__, module=sys.modules[__name__])

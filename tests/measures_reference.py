@@ -1,4 +1,4 @@
-"""Independent float64 numpy reference of measures.md sections 1 and 2 (full sort, plain loops).
+"""Independent float64 numpy reference of docs/measures.md sections 1 and 2 (full sort, plain loops).
 
 Written from the spec text only, for tests: one distribution at a time, no cleverness.
 """

@@ -1,4 +1,4 @@
-"""Column names and kinds follow measures.md (sections 1, 5 and 6)."""
+"""Column names and kinds follow docs/measures.md (sections 1, 5 and 6)."""
 
 from jaxunc import columns
 

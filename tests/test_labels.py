@@ -1,4 +1,4 @@
-"""Option-label variant ids (jaxunc.labels, measures.md section 3)."""
+"""Option-label variant ids (jaxunc.labels, docs/measures.md section 3)."""
 
 from __future__ import annotations
 

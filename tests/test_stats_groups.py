@@ -87,7 +87,7 @@ def test_split_groups_labels_missing_small_and_bad_columns():
 def test_config_group_by_fields():
     assert AnalysisConfig(group_by="subject, wave").group_by == ("subject", "wave")
     assert AnalysisConfig.from_any(dict(group_by=["a"])).group_by == ("a",)
-    assert AnalysisConfig.from_any(base_config("x", model_name="m", family="llama", model_type="base", size=1,
+    assert AnalysisConfig.from_any(base_config("x", model_name="m", model_type="base", size=1,
                                                prompt_format="icl2").analysis).group_by == ()
     with pytest.raises(ValueError, match="given twice"):
         AnalysisConfig(group_by="a,a")

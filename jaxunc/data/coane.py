@@ -3,7 +3,7 @@
 421 questions with 4 options (already shuffled by the norming study), human multiple-choice shares,
 the correct letter, and free-recall / multiple-choice human signals (`FR_Human_*`, `MC_Human_*`,
 including the misspelled `MC_Human_Proc_Wrong`), which are kept under their names. The file's
-`human-ent` is not read: it is recomputed from the renormalised shares (measures.md 4).
+`human-ent` is not read: it is recomputed from the renormalised shares (docs/measures.md 4).
 Licence CC-BY-4.0, see ../ATTRIBUTION.md.
 """
 

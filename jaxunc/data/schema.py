@@ -1,4 +1,4 @@
-"""The item table: one row per question, its validation and the human quantities (measures.md 4).
+"""The item table: one row per question, its validation and the human quantities (docs/measures.md 4).
 
 Loaders turn their source rows into `RawItem`s; `build_items` validates them, computes the human
 quantities, applies the (optional) seeded option permutation and returns the table.
@@ -175,7 +175,7 @@ def as_float_vector(value: Any, what: str) -> np.ndarray:
 
 
 def human_shares(counts: Any, shares: Any, n_options: int) -> np.ndarray | None:
-    """Shares r_j from counts or proportions, renormalised to sum 1 (measures.md 4); None if
+    """Shares r_j from counts or proportions, renormalised to sum 1 (docs/measures.md 4); None if
     neither is given. Raises ValueError for a wrong length, NaN, negative values or a zero sum."""
     if counts is not None and shares is not None:
         raise RowError(BAD_HUMAN, "both human counts and human shares are given; give one")

@@ -16,6 +16,10 @@ from jaxunc.engine.store import CONTENT_KEY, ITEM_KEY, ChunkStore
 # Tests set JAXUNC_TEST_KILL_AFTER_CHUNKS=n to SIGKILL the process right after its n-th chunk is written.
 KILL_AFTER_CHUNKS = int(os.environ.get("JAXUNC_TEST_KILL_AFTER_CHUNKS") or 0)
 
+# One progress bar per task: items done / total, elapsed < remaining, always as items per second
+# (tqdm's own rate turns into s/item when slow).
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} items [{elapsed}<{remaining}, {rate_noinv_fmt}]"
+
 # batches(todo item indices) -> per batch: (item indices scored, {name: array with one entry per item})
 Batches = Callable[[list[int]], Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]]
 # rows_fn(items of the chunk, {name: array [n_chunk, ...]}) -> one DataFrame row per item, with item_id
@@ -64,7 +68,8 @@ def process_items(
         if written[0] == KILL_AFTER_CHUNKS:  # fault injection for the resume tests: die as a kill would
             os.kill(os.getpid(), signal.SIGKILL)
 
-    with tqdm(total=len(own), initial=len(own) - len(todo), desc=desc, unit="item") as bar:
+    with tqdm(total=len(own), initial=len(own) - len(todo), desc=desc, unit="items",
+              bar_format=BAR_FORMAT, dynamic_ncols=True) as bar:
         for scored, outputs in (batches(todo) if todo else ()):
             pending.append((np.asarray(scored), outputs))
             bar.update(len(scored))

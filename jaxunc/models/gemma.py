@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from jaxunc.models.config import ModelConfig, activation, common_fields, rope_fields
-from jaxunc.models.transformer import CausalLM
 
 MODEL_TYPES = ("gemma",)
 
@@ -36,6 +35,3 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
         tie_word_embeddings=bool(hf.get("tie_word_embeddings", True)),
         layer_types=("full",) * fields["num_layers"],
     )
-
-
-Model = CausalLM

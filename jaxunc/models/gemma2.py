@@ -9,7 +9,6 @@ from typing import Any
 
 from jaxunc.models import gemma
 from jaxunc.models.config import ModelConfig, layer_types_from_hf, require
-from jaxunc.models.transformer import CausalLM
 
 MODEL_TYPES = ("gemma2",)
 
@@ -32,5 +31,3 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
         sliding_window=window,
         layer_types=layer_types,
     )
-
-Model = CausalLM

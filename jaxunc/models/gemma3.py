@@ -16,7 +16,6 @@ from typing import Any
 
 from jaxunc.models.config import ModelConfig, common_fields, layer_types_from_hf, require, rope_fields
 from jaxunc.models.gemma import gemma_activation
-from jaxunc.models.transformer import CausalLM
 
 MODEL_TYPES = ("gemma3_text", "gemma3")
 ARCHITECTURES = ("Gemma3ForConditionalGeneration",)
@@ -115,6 +114,3 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
         sliding_window=int(require(text, "sliding_window")) if sliding else None,
         layer_types=layer_types,
     )
-
-
-Model = CausalLM

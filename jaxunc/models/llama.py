@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from jaxunc.models.config import ModelConfig, activation, common_fields, layer_types_from_hf, rope_fields
-from jaxunc.models.transformer import CausalLM
 
 MODEL_TYPES = ("llama", "mistral", "qwen2")
 
@@ -55,6 +54,3 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
         sliding_window=int(window) if window else None,
         layer_types=layer_types,
     )
-
-
-Model = CausalLM

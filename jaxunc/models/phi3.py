@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from jaxunc.models.config import ModelConfig, activation, common_fields, rope_fields
-from jaxunc.models.transformer import CausalLM
 
 MODEL_TYPES = ("phi3",)
 
@@ -33,6 +32,3 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
         sliding_window=int(window) if window else None,
         layer_types=("sliding",) * n if window else ("full",) * n,
     )
-
-
-Model = CausalLM

@@ -9,7 +9,6 @@ from typing import Any
 
 from jaxunc.models import llama
 from jaxunc.models.config import ModelConfig
-from jaxunc.models.transformer import CausalLM
 
 MODEL_TYPES = ("qwen3",)
 
@@ -19,6 +18,3 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
     base = llama.config_from_hf({**hf, "model_type": "qwen2"})
     bias = bool(hf.get("attention_bias", False))
     return dataclasses.replace(base, model_type="qwen3", qkv_bias=bias, o_bias=bias, qk_norm="per_head")
-
-
-Model = CausalLM

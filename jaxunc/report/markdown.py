@@ -195,6 +195,14 @@ def _groups_section(results: dict[str, pd.DataFrame], cfg) -> list[str]:
     return s
 
 
+def base_vs_instruct_rows(cmp_: pd.DataFrame) -> pd.DataFrame:
+    """The base-vs-instruct alignment rows of compare.csv that have at least one matched pair."""
+    if cmp_.empty or "comparison" not in cmp_:
+        return cmp_
+    b = cmp_[(cmp_["comparison"] == "base_vs_instruct") & (cmp_["statistic"] == "alignment_coef_oriented(spearman)")]
+    return b[pd.to_numeric(b["n_pairs"], errors="coerce").fillna(0) > 0]
+
+
 def write_report(out_dir: Path, results: dict[str, pd.DataFrame], figures: list[Path], problems: list[str],
                  cfg) -> Path:
     al, cal, pref, cmp_ = (T.pooled(results.get(k, pd.DataFrame()))
@@ -203,7 +211,7 @@ def write_report(out_dir: Path, results: dict[str, pd.DataFrame], figures: list[
          f"Bootstrap B = {cfg.bootstrap} (percentile intervals, seed {cfg.seed}); multiple comparisons: "
          f"{'Benjamini-Hochberg' if cfg.correction == 'bh' else 'Bonferroni'} q-values per family "
          "(dataset x method: all models, measures and human signals). Confidence measures are negated in "
-         "`coef_oriented` (measures.md section 5); raw `coef` is never negated. "
+         "`coef_oriented` (docs/measures.md section 5); raw `coef` is never negated. "
          "Partial Spearman controls for the number of options n (rank both, regress out ranked n, "
          "correlate residuals) and is reported with n-stratified Spearman for datasets whose n varies.\n"]
     if problems:
@@ -247,9 +255,9 @@ def write_report(out_dir: Path, results: dict[str, pd.DataFrame], figures: list[
         s += _distribution_section(dist, cfg)
     if getattr(cfg, "group_by", ()):
         s += _groups_section(results, cfg)
-    if not cmp_.empty:
+    b = base_vs_instruct_rows(cmp_)
+    if not b.empty:  # only with at least one matched base/instruct pair
         s.append("## Base vs instruct (Wilcoxon signed-rank, rank-biserial: positive = base larger)\n")
-        b = cmp_[(cmp_["comparison"] == "base_vs_instruct") & (cmp_["statistic"] == "alignment_coef_oriented(spearman)")]
         s.append(_table(b[["dataset", "measure", "target", "n_pairs", "p_value", "effect_size"]].head(60)))
     if figures:
         s.append("## Figures\n")

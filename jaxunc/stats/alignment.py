@@ -1,4 +1,4 @@
-"""Human alignment (analyses.md section 1): correlations of measures with human signals.
+"""Human alignment (docs/analyses.md section 1): correlations of measures with human signals.
 
 Per table (one dataset x one model) and per (measure, human signal):
 - `spearman`, `pearson`, `kendall` (tau-b) with scipy p-values;

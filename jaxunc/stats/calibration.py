@@ -1,4 +1,4 @@
-"""Calibration (analyses.md section 3): does a measure predict the model's own correctness?
+"""Calibration (docs/analyses.md section 3): does a measure predict the model's own correctness?
 
 u = orientation(measure) * x is the oriented measure (high = uncertain).
 - accuracy with a Wilson interval (scipy binomtest.proportion_ci);
@@ -10,7 +10,7 @@ u = orientation(measure) * x is the oriented measure (high = uncertain).
   group_by x task over groups and measures);
 - AURC: area under the risk-coverage curve, items kept from least to most uncertain (ties in u are
   kept together): mean over coverages k/N of the error rate among the k kept items (lower = better);
-- ECE on the confidence of measures.md section 6 (columns.confidence_map):
+- ECE on the confidence of docs/measures.md section 6 (columns.confidence_map):
   ece_width10 (10 equal-width bins on [0, 1]), ece_mass10 (10 equal-mass bins), ece_sweep (equal-mass
   bins, the largest bin count reached before bin accuracies stop being monotone non-decreasing),
   ECE = sum_b n_b / N |acc_b - conf_b|; MCE = max_b |acc_b - conf_b| and RMS = sqrt(sum_b n_b/N
@@ -304,15 +304,3 @@ def add_qvalues(cal: pd.DataFrame, correction: str = "bh") -> pd.DataFrame:
     return family_qvalues(cal, {"auroc_p_value": "auroc_q_value"}, correction, ["dataset", "task"],
                           ["dataset", "model", T.GROUP_BY, "task"], "AUROC tests of all models and measures",
                           "AUROC tests of all groups and measures")[CAL_COLUMNS]
-
-
-def calibration_tables(tables: list[pd.DataFrame], cfg: AnalysisConfig | None = None
-                ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """calibration.csv (with q-values) and reliability.csv rows for all tables."""
-    cfg = AnalysisConfig.from_any(cfg)
-    parts = [calibration_table(t, cfg) for t in tables]
-    cal = [p[0] for p in parts if not p[0].empty]
-    rel = [p[1] for p in parts if not p[1].empty]
-    return (add_qvalues(pd.concat(cal, ignore_index=True) if cal else pd.DataFrame(columns=CAL_COLUMNS),
-                        cfg.correction),
-            pd.concat(rel, ignore_index=True) if rel else pd.DataFrame())

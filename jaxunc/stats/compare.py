@@ -1,4 +1,4 @@
-"""Across models (analyses.md section 4).
+"""Across models (docs/analyses.md section 4).
 
 - base vs instruct: Wilcoxon signed-rank test (scipy.stats.wilcoxon) over matched pairs of a
   per-model statistic (oriented Spearman alignment coefficient, ECE, AUROC); pairs matched on the

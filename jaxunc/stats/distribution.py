@@ -2,7 +2,7 @@
 
 Per item and human target: q = softmax over the item's n options of `mc_choice-pdf` (that column
 holds l_j = log of the summed probability of option label j's variants over the whole vocabulary,
-measures.md 1, so softmax(l) is exactly the distribution renormalised over the options), and
+docs/measures.md 1, so softmax(l) is exactly the distribution renormalised over the options), and
 r = the target's human shares renormalised to sum 1. Each predictor d (the model's q, `uniform`
 1/n, `dataset_mean`) is scored against r with:
 

@@ -1,4 +1,4 @@
-"""Answer-preference alignment (analyses.md section 2).
+"""Answer-preference alignment (docs/analyses.md section 2).
 
 - plurality agreement: share of items with cloze_pred == argmax_j r_j (ties: lowest index, counted);
   chance = mean over items of 1/n; exact two-sided binomial test (scipy.stats.binomtest);

@@ -1,4 +1,4 @@
-"""Post-hoc temperature scaling (analyses.md section 5), fit with optax.
+"""Post-hoc temperature scaling (docs/analyses.md section 5), fit with optax.
 
 Per model: option distribution q_T = softmax(l / T) from `mc_choice-pdf` l; T = exp(theta) minimises
 the mean negative log-likelihood of the correct option on a seeded calibration split (Adam on theta);
