@@ -71,21 +71,27 @@ def left_padded(seqs, pad: int = 1):
 
 def engine_states(loaded, seqs, *, row_mode: bool = False, rows: int = 2) -> np.ndarray:
     """[items, layers + 1, hidden] from the jitted scoring step (prefix cache + packing)."""
-    tokens = [list(map(int, s)) for s in seqs]
-    plan = plan_mcqa(tokens, rows=rows, min_prefix=4, row_mode=row_mode)
-    assert len(plan.groups) == 1 and len(plan.groups[0].prefix) == PREFIX
+    return engine_states_for(loaded, [list(map(int, s)) for s in seqs], row_mode=row_mode, rows=rows, prefix=PREFIX)
+
+
+def engine_states_for(loaded, tokens, *, row_mode: bool = False, rows: int = 2, min_prefix: int = 4,
+                      prefix: int | None = None) -> np.ndarray:
+    plan = plan_mcqa(tokens, rows=rows, min_prefix=min_prefix, row_mode=row_mode)
+    assert len(plan.groups) == 1 and len(plan.groups[0].prefix) >= min_prefix  # one shared prefix, cached
+    if prefix is not None:
+        assert len(plan.groups[0].prefix) == prefix
     if not row_mode:
         assert plan.segments > 1  # several suffixes share a row
     scorer = Scorer(loaded.model, make_mesh("data:1,model:1", jax.local_devices()[:1]), row_mode=row_mode,
                     probes=True)
-    choice_ids = np.array([[[5], [6]]] * len(seqs), np.int32)
-    n_choices = np.full(len(seqs), 2, np.int32)
+    choice_ids = np.array([[[5], [6]]] * len(tokens), np.int32)
+    n_choices = np.full(len(tokens), 2, np.int32)
     got = {}
-    for items, out in mcqa_batches(scorer, plan, tokens, list(range(len(seqs))), choice_ids, n_choices):
+    for items, out in mcqa_batches(scorer, plan, tokens, list(range(len(tokens))), choice_ids, n_choices):
         assert out["hidden"].dtype == np.float32
         for k, i in enumerate(items):
             got[int(i)] = out["hidden"][k]
-    return np.stack([got[i] for i in range(len(seqs))])
+    return np.stack([got[i] for i in range(len(tokens))])
 
 
 def test_left_padded_hidden_states_match_transformers(pair):
