@@ -258,3 +258,16 @@ def test_probes_table_matches_rows_by_item_id(tmp_path):
     df.loc[3, "item_id"] = "unknown"
     with pytest.raises(ValueError, match=r"h.safetensors: 1 of the table's 150 items have no hidden state"):
         P.probes_table(df, path, {})
+
+
+def test_a_constant_layer_predicts_the_training_mean():
+    """Layer 0 of a prompt set ending in one fixed token is the same vector for every item: no
+    components, every prediction the training fold's mean (R^2 <= 0, r undefined), no error."""
+    rng = np.random.default_rng(8)
+    for n, d in ((40, 6), (20, 50)):  # primal and dual
+        x = np.tile(rng.standard_normal(d), (n, 1))
+        y = rng.standard_normal((n, 1))
+        folds = P.make_folds(n, 4, rng)
+        fit = P.fit_layer(x, y, folds, P.loo_subsets(folds, 1000, rng))
+        for k in range(4):
+            np.testing.assert_allclose(fit.oof[folds == k, 0], y[folds != k, 0].mean(), rtol=1e-12)

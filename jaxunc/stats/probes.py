@@ -141,7 +141,9 @@ def fit_layer(x: np.ndarray, y: np.ndarray, folds: np.ndarray, loo: list[np.ndar
         alphas = np.asarray(grid) * n_t
         g = (1 / (lam[:, None] + alphas[None, :])).astype(dt)  # [r, A]
         h = 1 / n_t + (z_loo * z_loo) @ g  # [rows, A]
-        fitted = (z_loo @ (g[:, :, None] * coords[:, None, :]).reshape(len(lam), -1)).reshape(len(rows), len(alphas), m)
+        # no components (every feature constant, e.g. the embedding of a fixed last token): ybar for all
+        fitted = (z_loo @ (g[:, :, None] * coords[:, None, :]).reshape(len(lam), len(alphas) * m)).reshape(
+            len(rows), len(alphas), m)
         err = ((y[rows] - ybar).astype(dt)[:, None, :] - fitted) / (1 - h)[:, :, None]
         mse = np.mean(np.square(err, dtype=np.float64), axis=0)  # [A, m]
         best = np.argmin(mse, axis=0)
