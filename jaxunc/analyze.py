@@ -6,12 +6,15 @@ or the reference study's published files, which use the same column names).
         [--group_by=subject[,wave]] [--min_group=20] ...
 
 Writes <output_dir>/analysis/{alignment,calibration,reliability,preference,distribution,
-distribution_items,heterogeneity,compare,combination,temperature}.csv, <output_dir>/report.md and
+distribution_items,heterogeneity,compare,combination,temperature,probes}.csv, <output_dir>/report.md and
 <output_dir>/figures/*.png. With --group_by, alignment, calibration, preference and distribution get
 one row per group next to each pooled row (stats/groups.py) and heterogeneity.csv tests whether the
 groups differ.
 Default output_dir: the --results directory when it is a jaxunc run directory (holds run.json);
 otherwise --output_dir is required. Tables of several datasets are analysed per dataset.
+probes.csv: per-layer ridge probes (stats/probes.py) of every table with a hidden-state file next to it
+(<dir>/hidden/<stem>.safetensors for <dir>/items/<stem>.parquet, written by --config.analysis.probes=True);
+tables without one are skipped with a note in the report.
 """
 
 from __future__ import annotations
@@ -33,10 +36,12 @@ from jaxunc.stats import compare as X
 from jaxunc.stats import distribution as DI
 from jaxunc.stats import groups as G
 from jaxunc.stats import preference as P
+from jaxunc.stats import probes as PR
 from jaxunc.stats import tables as T
 from jaxunc.stats.config import AnalysisConfig
 
 log = logging.getLogger(__name__)
+HIDDEN_ATTR = "jaxunc_hidden"  # frame.attrs key: the hidden-state file next to the table it was read from
 
 
 def _usable(tables: list[pd.DataFrame], problems: list[str]) -> list[pd.DataFrame]:
@@ -123,6 +128,9 @@ def _analyze(tables, out: Path, cfg: AnalysisConfig) -> dict[str, pd.DataFrame]:
             results[name] = _concat(parts, {"alignment": A.COLUMNS, "preference": P.COLUMNS}.get(name))
         timings.append((name, time.perf_counter() - t0))
         log.info("%s: %d tables in %.1f s", name, len(frames), timings[-1][1])
+    t0 = time.perf_counter()
+    results["probes"] = _probes(frames, cfg, problems)
+    timings.append(("probes", time.perf_counter() - t0))
     for name, add in (("alignment", A.add_qvalues), ("calibration", K.add_qvalues), ("preference", P.add_qvalues),
                       ("distribution", DI.add_qvalues)):  # q-values per family (pooled and group families)
         try:
@@ -174,13 +182,39 @@ def _heterogeneity(frames, groupings, results, cfg: AnalysisConfig, problems: li
     return G.heterogeneity_table(rows, cfg.correction)
 
 
+def _probes(frames, cfg: AnalysisConfig, problems: list[str]) -> pd.DataFrame:
+    """probes.csv: the tables with a hidden-state file; attrs["skipped"] lists the others."""
+    parts, skipped = [], []
+    for df in frames:
+        path = df.attrs.get(HIDDEN_ATTR)
+        if not path or not Path(path).exists():
+            skipped.append(_where(df))
+            continue
+        try:
+            table, notes = PR.probes_table(df, path, cfg)
+            parts.append(table)
+            problems += notes
+        except Exception as e:  # one bad file must not stop the other stages
+            problems.append(f"{_where(df)}: probes failed: {type(e).__name__}: {e}")
+            log.exception("probes failed on %s", _where(df))
+    out = _concat(parts, PR.COLUMNS).reindex(columns=PR.COLUMNS)
+    out.attrs["skipped"] = skipped
+    return out
+
+
 def _load(tables, problems: list[str]) -> list[pd.DataFrame]:
-    """Frames from frames / paths / a directory; unreadable files are reported and skipped."""
+    """Frames from frames / paths / a directory; unreadable files are reported and skipped. A frame read
+    from a file records its hidden-state file (jaxunc.hidden.hidden_for_table) in attrs[HIDDEN_ATTR]."""
+    from jaxunc.hidden import hidden_for_table
     items = T.expand_paths(tables) if isinstance(tables, (str, Path)) else list(tables)
     out = []
     for t in items:
         try:
-            out += T.load_tables([t])
+            frames = T.load_tables([t])
+            if not isinstance(t, pd.DataFrame):
+                for frame, path in zip(frames, T.expand_paths([t])):
+                    frame.attrs[HIDDEN_ATTR] = str(hidden_for_table(path))
+            out += frames
         except Exception as e:
             problems.append(f"{t if not isinstance(t, pd.DataFrame) else '<frame>'}: not read: {type(e).__name__}: {e}")
     return out
@@ -219,7 +253,8 @@ def _figures(results, fig_dir: Path, cfg: AnalysisConfig, problems: list[str],
             ("accuracy/agreement", lambda: F.accuracy_agreement_chart(pool["calibration"], pool["preference"], fig_dir)),
             ("base vs instruct", lambda: F.base_vs_instruct_chart(pool["alignment"], fig_dir, pairs)),
             ("distribution", lambda: F.distribution_charts(pool["distribution"],
-                                                           results.get("distribution_items", empty), fig_dir))]
+                                                           results.get("distribution_items", empty), fig_dir)),
+            ("probes", lambda: F.probe_charts(results.get("probes", empty), fig_dir))]
     if cfg.group_by:
         jobs.append(("group calibration heatmap", lambda: F.group_calibration_heatmaps(full["calibration"], fig_dir,
                                                                                        cfg.alpha)))
@@ -294,6 +329,7 @@ def _define_flags():
     flags.DEFINE_string("group_by", "", "item-table columns (comma-separated) to repeat the statistics per "
                         "group of, e.g. subject; each column is its own grouping")
     flags.DEFINE_integer("min_group", 20, "smallest group (items) computed; smaller groups are reported, not computed")
+    flags.DEFINE_integer("probe_permutations", 50, "shuffled-target refits per layer of the activation probes")
     flags.mark_flag_as_required("results")
 
 
@@ -312,7 +348,7 @@ def _main(argv) -> None:
                              correction=F.correction, alpha=F.alpha, drop_ungraded=F.drop_ungraded,
                              permutations=F.permutations, figures=F.figures,
                              reliability_figures=F.reliability_figures, group_by=F.group_by,
-                             min_group=F.min_group)
+                             min_group=F.min_group, probe_permutations=F.probe_permutations)
     except ValueError as err:  # "analysis.<field>=..." -> the flag's name
         raise UsageError(str(err).replace("analysis.", "--", 1)) from err
     check_group_by(T.expand_paths(F.results), cfg.group_by)

@@ -29,7 +29,14 @@ Fields (override any with --config.<field>=value):
                       batch_invariant (bit-identical results for any batch size / layout),
                       distributed / coordinator_address / process_index / process_count /
                       wait_timeout (several hosts: see launch/)
+<<<<<<< HEAD
   analysis.*          run, bootstrap, seed, group_by, min_group (docs/analyses.md)
+=======
+  analysis.*          run, bootstrap, seed, group_by, min_group; probes (mcqa also returns each item's
+                      hidden state per layer at the last prompt token -> hidden/<dataset>__<model>.safetensors,
+                      and the analysis fits per-layer ridge probes of the human signals: analysis/probes.csv),
+                      probes_dtype (float32|bfloat16, of the saved file), probe_permutations
+>>>>>>> issue-14
   recompute           discard earlier results of the same output_dir
 """
 
@@ -89,7 +96,8 @@ def base_config(
         # process_index/process_count; items are split by chunk, process 0 writes the tables.
         distributed=False, coordinator_address="", process_index=-1, process_count=0, wait_timeout=1800.0,
     ))
-    config.analysis = ml_collections.ConfigDict(dict(run=True, bootstrap=1000, seed=0, group_by="", min_group=20))
+    config.analysis = ml_collections.ConfigDict(dict(run=True, bootstrap=1000, seed=0, group_by="", min_group=20,
+                                                     probes=False, probes_dtype="float32", probe_permutations=50))
     config.recompute = False
     return config
 

@@ -78,7 +78,10 @@ def check_config(config) -> None:
         AnalysisConfig.from_any(config.analysis)
     except ValueError as err:
         raise UsageError(f"config.{err}" if str(err).startswith("analysis") else str(err)) from err
-    parse_tasks(config.tasks)
+    tasks = parse_tasks(config.tasks)
+    if config.analysis.get("probes", False) and "mcqa" not in tasks:
+        raise UsageError(f"config.analysis.probes=True needs the mcqa task (hidden states are taken at the last "
+                         f"multiple-choice prompt token) but config.tasks={config.tasks!r}; add mcqa to --config.tasks")
     dataset_specs(config)
     checkpoint = Path(config.model.checkpoint).expanduser() if config.model.checkpoint else None
     if checkpoint is not None and not checkpoint.exists():
@@ -369,6 +372,10 @@ def run_dataset(config, loaded, plan: DatasetRun, tasks: list[str], engines: dic
             continue
         wait_for_all(store, ids, keys, content.key, timeout=config.engine.wait_timeout)
         scored = store.finalize(ids, keys, content.key, {"content": content.as_dict()})
+        if task == "mcqa":
+            scored, hidden = split_hidden(config, loaded, plan, scored, out)
+            if hidden:
+                record["hidden"] = hidden
         table[f"formatted_question_{task}"] = texts[task]
         table = table.merge(scored.drop(columns=list(KEY_COLUMNS)), on="item_id", how="left")
     if not hosts.is_writer:
@@ -389,6 +396,26 @@ def model_size(config, loaded) -> float:
     """Billions of parameters: config.model.size when given, else the checkpoint's parameter count."""
     size = config.model.get("size")
     return float(size) if size is not None else loaded.n_params / 1e9
+
+
+def split_hidden(config, loaded, plan: DatasetRun, scored: pd.DataFrame, out: Path):
+    """(rows without the hidden-state column, record): with analysis.probes, writes the rows' hidden
+    states to hidden/<dataset>__<model>.safetensors in the table's row order, atomically."""
+    from jaxunc.engine.mcqa import HIDDEN_COLUMN
+    from jaxunc.hidden import hidden_path, write_hidden
+
+    if HIDDEN_COLUMN not in scored:
+        return scored, None
+    rest = scored.drop(columns=[HIDDEN_COLUMN])
+    if not config.analysis.get("probes", False):
+        return rest, None
+    shape = (len(scored), loaded.config.num_layers + 1, loaded.config.hidden_size)
+    path = hidden_path(out, plan.final.stem)
+    dtype = config.analysis.get("probes_dtype", "float32")
+    rows = (np.frombuffer(b, np.float32).reshape(shape[1:]) for b in scored[HIDDEN_COLUMN])
+    size = write_hidden(path, rows, shape, list(scored["item_id"]), dtype,
+                        {"dataset": plan.dataset.name, "model": config.model.name})
+    return rest, {"path": str(path), "shape": list(shape), "dtype": dtype, "bytes": size}
 
 
 def source_digest(source: str) -> str | None:
@@ -449,7 +476,7 @@ def _run_locked(config, tasks, hosts, out: Path, plans: list[DatasetRun]) -> dic
     engines = {}
     if "mcqa" in tasks:
         engines["mcqa"] = Scorer(loaded.model, mesh, row_mode=config.engine.batch_invariant,
-                                 nucleus=config.engine.nucleus)
+                                 nucleus=config.engine.nucleus, probes=bool(config.analysis.get("probes", False)))
     if "fr" in tasks:
         engines["fr"] = make_generate(loaded.model, mesh, max_new_tokens=config.engine.max_new_tokens,
                                       eos_ids=eos_ids(loaded), nucleus=config.engine.nucleus)

@@ -52,7 +52,7 @@ def main() -> None:
         choice_ids = labels.choice_id_array(variants, items["n_options"].to_numpy(), 4)
         n_choices = items["n_options"].to_numpy().astype(np.int32)
         plan = plan_mcqa(tokens["mcqa"], rows=8)
-        scorer = Scorer(loaded.model, mesh)
+        scorer = Scorer(loaded.model, mesh, probes=True)  # the probes' hidden states are compared too
         by_item = {}
         for rows, out in mcqa_batches(scorer, plan, tokens["mcqa"], list(range(len(items))), choice_ids, n_choices):
             for k, i in enumerate(rows):

@@ -19,6 +19,11 @@ from jaxunc.engine.packing import pack, pack_shape
 from jaxunc.engine.prefix import PrefixGroup, padded_width, prefix_groups, prefix_summary
 from jaxunc.engine.scoring import Scorer
 
+# Chunk-row column carrying each item's hidden states (probes): the float32 bytes of [layers + 1,
+# hidden]; stored in the task's chunks (so they resume and are reused with the rows), dropped from the
+# merged item table; pipeline writes hidden/<dataset>__<model>.safetensors from it.
+HIDDEN_COLUMN = "_hidden"
+
 @dataclass(frozen=True)
 class McqaPlan:
     groups: list[PrefixGroup]
@@ -88,11 +93,14 @@ def mcqa_batches(scorer: Scorer, plan: McqaPlan, token_lists, todo: list[int], c
 
 
 def rows_from_measures(items: pd.DataFrame, out: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Per-item rows: option log-probs trimmed to each item's options, prediction as a letter."""
+    """Per-item rows: option log-probs trimmed to each item's options, prediction as a letter, hidden
+    states (probes) as float32 bytes in HIDDEN_COLUMN."""
     n_opts = items["n_options"].to_numpy()
     rows = pd.DataFrame({"item_id": items["item_id"].to_numpy()})
     for name, values in out.items():
-        if name == "mc_choice-pdf":
+        if name == "hidden":
+            rows[HIDDEN_COLUMN] = [np.ascontiguousarray(v, np.float32).tobytes() for v in values]
+        elif name == "mc_choice-pdf":
             rows[name] = [v[:n].astype(float).tolist() for v, n in zip(values, n_opts)]
         elif name == "cloze_pred":
             rows[name] = [letter(int(i)) for i in values]

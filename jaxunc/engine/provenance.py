@@ -125,6 +125,10 @@ def task_settings(config, dataset_spec: str, shuffled: bool, task: str) -> dict[
         settings["data.seed"] = int(config.data.seed)
     if task == "fr":
         settings["engine.max_new_tokens"] = int(config.engine.max_new_tokens)
+    if task == "mcqa" and config.get("analysis", {}).get("probes", False):
+        # rows then carry hidden states: rows without them are never reused for a probes run (the key
+        # is absent without probes, so results stored before it existed stay reusable)
+        settings["analysis.probes"] = True
     return settings
 
 

@@ -5,6 +5,9 @@ step(params, batch, prefix, choice_ids, n_choices) -> {column: [rows * segments]
   logits = model.packed_logits(batch, prefix)             [rows, segments, vocab], on device only
   measures = next_token_measures(logits, choice_ids, n_choices)
 Only the per-item measures (and the option log-probabilities) come back to the host.
+probes=True: the step also returns "hidden" [rows * segments, layers + 1, hidden] float32, each
+item's states at its last prompt token in transformers' output_hidden_states convention
+(model.packed_logits(hidden=True)); per layer, only those columns leave the layer scan.
 
 Default: one batched forward per step, rows split over the mesh's `data` axis, parameters as the
 partition rules place them. Across batch compositions, float32 results move by float32 noise
@@ -41,11 +44,12 @@ class Scorer:
     mesh: Mesh
     row_mode: bool = False
     nucleus: str = "inclusive"
+    probes: bool = False
     shapes: set = field(default_factory=set)
 
     def __post_init__(self):
         self.graphdef, self.state = nnx.split(self.model)
-        graphdef, mesh, nucleus = self.graphdef, self.mesh, self.nucleus
+        graphdef, mesh, nucleus, probes = self.graphdef, self.mesh, self.nucleus, self.probes
         heads = MODEL_AXIS if mesh.shape[MODEL_AXIS] > 1 and self.model.config.num_kv_heads % mesh.shape[MODEL_AXIS] == 0 else None
         kv = NamedSharding(mesh, PartitionSpec(None, None, heads, None))
         self._prefix_sharding = kv
@@ -56,11 +60,18 @@ class Scorer:
 
         def score(state, ids, positions, segments, last, prefix, choice_ids, n_choices):
             with activation_mesh(None if self.row_mode else mesh):
-                logits = nnx.merge(graphdef, state).packed_logits(ids, positions, segments, last, prefix)
+                model = nnx.merge(graphdef, state)
+                if probes:
+                    logits, hidden = model.packed_logits(ids, positions, segments, last, prefix, hidden=True)
+                else:
+                    logits = model.packed_logits(ids, positions, segments, last, prefix)
             rows, slots, vocab = logits.shape
-            return measures.next_token_measures(
+            out = measures.next_token_measures(
                 logits.reshape(rows * slots, vocab), choice_ids.reshape(rows * slots, *choice_ids.shape[2:]),
                 n_choices.reshape(rows * slots), nucleus=nucleus)
+            if probes:
+                out["hidden"] = hidden.reshape(rows * slots, *hidden.shape[2:])
+            return out
 
         self._prefix = jax.jit(prefix)
         if self.row_mode:

@@ -14,8 +14,12 @@ Public API (all pure in the parameters, jit-able; see ``jaxunc.models.JittedMode
 - ``prefill(input_ids, attention_mask, cache) -> (logits [B, V] at each row's last real token, cache)``
   (written for left-padded prompts, where that token is the last column).
 - ``decode_step(tokens [B], cache) -> (logits [B, V], cache)`` appends one token to every row.
-- ``hidden_states(input_ids, attention_mask) -> [num_layers + 1, B, L, hidden]`` (embeddings, then the
-  output of every layer; no final norm).
+- ``hidden_states(input_ids, attention_mask, final_norm=False) -> [num_layers + 1, B, L, hidden]``
+  (embeddings, then the output of every layer; final_norm=True applies the final norm to the last
+  entry: transformers' ``output_hidden_states`` convention).
+- ``packed_logits(..., hidden=True) -> (logits, hidden [B, S, num_layers + 1, hidden] float32)``: the
+  same states at the logit positions only, in transformers' convention (probes; nothing of size
+  [B, T, hidden] per layer leaves the layer scan).
 
 Layers: one DecoderLayer whose parameters are stacked along a leading [num_layers] axis; the trunk
 runs it under `jax.lax.scan` (scan_layers=True: compile time independent of depth) or unrolled.
@@ -255,12 +259,22 @@ class CausalLM(nnx.Module):
         h = jnp.take_along_axis(h, logit_positions.astype(jnp.int32)[:, :, None], axis=1)
         return self._unembed(h)
 
-    def hidden_states(self, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
-        """[num_layers + 1, B, L, hidden]: embedding output, then each layer's output (before final norm)."""
+    def hidden_states(self, input_ids: jax.Array, attention_mask: jax.Array, final_norm: bool = False) -> jax.Array:
+        """[num_layers + 1, B, L, hidden]: embedding output, then each layer's output; the last entry
+        before the final norm, or after it with final_norm=True (transformers' output_hidden_states)."""
         pos, masks = self._full_inputs(input_ids, attention_mask)
         every = jnp.broadcast_to(jnp.arange(input_ids.shape[1], dtype=jnp.int32), input_ids.shape)
         _, extras = self._trunk(input_ids, pos, masks, collect=every)
-        return jnp.concatenate([self._embed(input_ids)[None], extras["states"]])
+        states = extras["states"]
+        if final_norm:
+            states = jnp.concatenate([states[:-1], self.final_norm(states[-1])[None]])
+        return jnp.concatenate([self._embed(input_ids)[None], states])
+
+    def _convention_states(self, ids_at: jax.Array, states: jax.Array) -> jax.Array:
+        """[B, S, layers + 1, hidden] float32 from the token ids at the gathered columns [B, S] and each
+        layer's output there [layers, B, S, hidden]: embedding output, layers 1..N-1, final norm of N."""
+        stack = jnp.concatenate([self._embed(ids_at)[None], states[:-1], self.final_norm(states[-1])[None]])
+        return constrain(jnp.moveaxis(stack, 0, 2).astype(F32), DATA, None, None, None)
 
     def prefix_kv(self, prefix_ids: jax.Array, length: jax.Array | int | None = None) -> PrefixKV:
         """Keys/values of a shared prefix: the first `length` (default all) of prefix_ids (int [P],
@@ -276,16 +290,24 @@ class CausalLM(nnx.Module):
         return PrefixKV(extras["k"][:, 0], extras["v"][:, 0], length)
 
     def packed_logits(self, input_ids: jax.Array, positions: jax.Array, segments: jax.Array,
-                      logit_positions: jax.Array, prefix: PrefixKV | None = None) -> jax.Array:
+                      logit_positions: jax.Array, prefix: PrefixKV | None = None, *, hidden: bool = False):
         """float32 logits [B, S, V] at logit_positions [B, S] of packed rows (see the module docstring).
 
         positions [B, T]: each token's position in its own prompt (the prefix holds 0..P-1); segments
         [B, T] int: 1, 2, ... per packed suffix, 0 for padding columns.
+        hidden=True returns (logits, hidden [B, S, layers + 1, hidden] float32): the states at the
+        logit positions in transformers' output_hidden_states convention (embedding output, each
+        layer's output, the last after the final norm), gathered inside the layer scan.
         """
+        last = logit_positions.astype(jnp.int32)
         allowed, k_pos = packed_mask(positions, segments, prefix)
-        h, _ = self._trunk(input_ids, positions, self._masks(allowed, positions, k_pos), prefix=prefix)
-        h = jnp.take_along_axis(h, logit_positions.astype(jnp.int32)[:, :, None], axis=1)
-        return constrain(self._unembed(h), DATA, None, None)
+        h, extras = self._trunk(input_ids, positions, self._masks(allowed, positions, k_pos), prefix=prefix,
+                                collect=last if hidden else None)
+        h = jnp.take_along_axis(h, last[:, :, None], axis=1)
+        logits = constrain(self._unembed(h), DATA, None, None)
+        if not hidden:
+            return logits
+        return logits, self._convention_states(jnp.take_along_axis(input_ids, last, axis=1), extras["states"])
 
     def init_cache(self, batch_size: int, max_length: int, prefix: PrefixKV | None = None) -> KVCache:
         """Cache for `batch_size` rows and `max_length` total tokens (prefix + prompt + generated); the

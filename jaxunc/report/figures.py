@@ -269,3 +269,33 @@ def group_calibration_heatmaps(cal: pd.DataFrame, out: Path, alpha: float = 0.05
                      fontsize=8)
         paths.append(_save(fig, out / f"groups_auroc_{_safe(ds)}_{_safe(model)}_{_safe(by)}.png"))
     return paths
+
+
+def probe_charts(probes: pd.DataFrame, out: Path) -> list[Path]:
+    """One PNG per dataset x model: out-of-fold Pearson r of the ridge probe vs layer (0 = embeddings),
+    one line per target, its permutation band shaded from 0 up to perm_r95 (95th percentile of the
+    shuffled-target r), and a star at the nested-CV best layer's outer-fold r."""
+    paths = []
+    if probes.empty or probes["r_oof"].notna().sum() == 0:
+        return paths
+    probes = probes[probes["r_oof"].notna()]
+    for (ds, model), g in probes.groupby(["dataset", "model"]):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for i, (target, t) in enumerate(g.groupby("target", sort=False)):
+            color = plt.get_cmap("tab10")(i % 10)
+            layer = t[t["kind"] == "layer"].sort_values("layer")
+            x = layer["layer"].to_numpy(float)
+            ax.plot(x, layer["r_oof"], "-", color=color, lw=1.2, label=target)
+            if layer["perm_r95"].notna().any():
+                ax.fill_between(x, 0, layer["perm_r95"].to_numpy(float), color=color, alpha=0.15, lw=0)
+            nested = t[t["kind"] == "nested_best"]
+            if len(nested):
+                ax.plot(nested["layer"], nested["r_oof"], "*", color=color, ms=10, mec="k", mew=0.5)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_xlabel("layer (0 = embedding output; last = after the final norm)")
+        ax.set_ylabel("out-of-fold Pearson r")
+        ax.legend(fontsize=7, ncol=2)
+        ax.set_title(f"{ds} {model}: ridge probes of the last-token hidden state\n"
+                     "shaded: permutation 95th percentile; star: nested-CV best layer (outer folds)", fontsize=8)
+        paths.append(_save(fig, out / f"probes_{_safe(ds)}_{_safe(model)}.png"))
+    return paths

@@ -203,6 +203,37 @@ def base_vs_instruct_rows(cmp_: pd.DataFrame) -> pd.DataFrame:
     return b[pd.to_numeric(b["n_pairs"], errors="coerce").fillna(0) > 0]
 
 
+def _probes_section(probes: pd.DataFrame) -> list[str]:
+    """Activation probes: per table and target, the nested best layer and the test-chosen maximum."""
+    s = ["## Activation probes (analysis/probes.csv)\n",
+         "Per layer (0 = embedding output, the last = after the final norm) and target: ridge from the "
+         "last-token hidden state, K-fold CV with features standardised on the training folds, the "
+         "penalty chosen by exact leave-one-out on the training folds only; `r_oof`, `rho_oof`, `r2_oof` "
+         "over the out-of-fold predictions (`auroc_oof` for correctness, ridge on 0/1). **Best layer:** "
+         "chosen in each outer fold by the training folds' leave-one-out error, never by the test folds; "
+         "`nested r` is the outer-fold score of that procedure (kind `nested_best`). `max r (test-chosen)` "
+         "is the largest per-layer r_oof, the reference study's choice: optimistic, shown for comparison "
+         "only. `perm_r95`: 95th percentile of the same procedure on shuffled targets.\n"]
+    rows = []
+    for (ds, model, target), g in probes.groupby(["dataset", "model", "target"], sort=False):
+        nested = g[g["kind"] == "nested_best"]
+        layers = g[(g["kind"] == "layer") & g["r_oof"].notna()]
+        if nested.empty or layers.empty:
+            note = g["note"].dropna().astype(str)
+            rows.append(dict(dataset=ds, model=model, target=target, n=g["n"].iloc[0],
+                             note=note.iloc[0] if len(note) else "not probed"))
+            continue
+        b, top = nested.iloc[0], layers.loc[layers["r_oof"].idxmax()]
+        row = dict(dataset=ds, model=model, target=target, n=int(b["n"]), layers_chosen=b["layers_chosen"],
+                   **{"nested r": b["r_oof"], "nested R2": b["r2_oof"], "nested perm_r95": b["perm_r95"],
+                      "p_perm": b["p_perm"], "max r (test-chosen)": top["r_oof"], "at layer": int(top["layer"])})
+        if pd.notna(b.get("auroc_oof")):
+            row["nested AUROC"] = b["auroc_oof"]
+        rows.append(row)
+    s.append(_table(pd.DataFrame(rows).head(200)))
+    return s
+
+
 def write_report(out_dir: Path, results: dict[str, pd.DataFrame], figures: list[Path], problems: list[str],
                  cfg) -> Path:
     al, cal, pref, cmp_ = (T.pooled(results.get(k, pd.DataFrame()))
@@ -255,6 +286,12 @@ def write_report(out_dir: Path, results: dict[str, pd.DataFrame], figures: list[
         s += _distribution_section(dist, cfg)
     if getattr(cfg, "group_by", ()):
         s += _groups_section(results, cfg)
+    probes = results.get("probes", pd.DataFrame())
+    if not probes.empty:
+        s += _probes_section(probes)
+        skipped = probes.attrs.get("skipped") or []
+        if skipped:
+            s.append(f"Tables without a hidden-state file (not probed): {', '.join(skipped)}\n")
     b = base_vs_instruct_rows(cmp_)
     if not b.empty:  # only with at least one matched base/instruct pair
         s.append("## Base vs instruct (Wilcoxon signed-rank, rank-biserial: positive = base larger)\n")
@@ -270,6 +307,9 @@ def write_report(out_dir: Path, results: dict[str, pd.DataFrame], figures: list[
              "- The reference study's Coane heatmaps print a cell iff its uncorrected Spearman p < 0.05/2040 "
              "(Bonferroni over 30 models x 17 measures x 4) and a Wilcoxon cell iff p < 0.05/17; its values "
              "are reproduced from the published per-item files within 0.005 (tests/test_reproduction.py).\n")
+    if probes.empty:
+        s.append("- Activation probes: skipped (no hidden/<dataset>__<model>.safetensors next to the tables; "
+                 "--config.analysis.probes=True writes them).\n")
     if "timings" in results:
         s.append("Stage times (s): " + ", ".join(f"{r.stage} {r.seconds:.1f}" for r in results["timings"].itertuples()) + "\n")
     path = out_dir / "report.md"

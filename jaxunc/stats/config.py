@@ -31,6 +31,13 @@ class AnalysisConfig:
     blas_threads: int | None = 1   # BLAS threads during the analysis (threadpoolctl); None = library default
     group_by: tuple[str, ...] | str = ()  # item-table columns to repeat the statistics per group of (comma-separated)
     min_group: int = 20            # smallest group that is computed (smaller ones: a row saying so)
+    # Activation probes (stats/probes.py). `probes` is the main job's switch (the scoring step returns
+    # hidden states); the analysis probes every table that has a hidden/<stem>.safetensors file.
+    probes: bool = False
+    probes_dtype: str = "float32"  # of the saved hidden-state file: float32 | bfloat16
+    probe_permutations: int = 50   # shuffled-target refits per layer (perm_r95); 0 = none
+    probe_loo_rows: int = 1000     # training rows whose exact leave-one-out error chooses the penalty (and layer)
+    probe_workers: int = 2         # layers fitted concurrently (threads; BLAS single-threaded in each)
 
     def __post_init__(self) -> None:
         """Refuse values no analysis can use (ValueError naming the field and the allowed range)."""
@@ -39,11 +46,16 @@ class AnalysisConfig:
             "cv_folds": self.cv_folds >= 2, "min_stratum": self.min_stratum >= 3,
             "ci_level": 0 < self.ci_level < 1, "alpha": 0 < self.alpha < 1,
             "temperature_split": 0 < self.temperature_split < 1, "min_group": self.min_group >= 3,
+            "probes_dtype": self.probes_dtype in ("float32", "bfloat16"),
+            "probe_permutations": self.probe_permutations >= 0, "probe_loo_rows": self.probe_loo_rows >= 10,
+            "probe_workers": self.probe_workers >= 1,
         }
         allowed = {"bootstrap": ">= 0 (0 = no intervals)", "permutations": ">= 0 (0 = no test)",
                    "cv_folds": ">= 2", "min_stratum": ">= 3", "min_group": ">= 3",
                    "ci_level": "in (0, 1)", "alpha": "in (0, 1)",
-                   "temperature_split": "in (0, 1)"}
+                   "temperature_split": "in (0, 1)", "probes_dtype": "'float32' or 'bfloat16'",
+                   "probe_permutations": ">= 0 (0 = no baseline)", "probe_loo_rows": ">= 10",
+                   "probe_workers": ">= 1"}
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"analysis.{name}={getattr(self, name)!r}: expected {allowed[name]}")
