@@ -8,7 +8,7 @@ size, written block by block) whose layers carry a low-rank signal of 5 human-li
 correctness column, strongest in the middle layers; read back through the memory map as the analysis
 does. Full: jaxunc.stats.probes.probes_table with the default analysis settings (5 outer folds, 15
 penalties, leave-one-out on <= 1000 training rows, `permutations` shuffles per target, nested best
-layer; `workers` layers at a time, single-threaded BLAS each).
+layer; `workers` layers at a time in worker processes, single-threaded BLAS each).
 Baseline: a direct implementation of the same nested CV, with the penalty chosen by 5 inner folds:
 per (layer, outer fold, inner fold or the outer refit, penalty) it standardises the training rows,
 forms X'X and solves the normal equations with np.linalg.solve for all target columns at once. One
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -33,11 +34,27 @@ from jaxunc.stats import probes as P
 TARGETS = ("human-ent", "MC_Human_Prop_Correct", "MC_Human_RT_Combined", "FR_Human_Prop_Correct", "FR_Human_RT_ANS")
 
 
-def synthetic(path: Path, n: int, layers: int, dims: int, seed: int = 0, block: int = 512) -> pd.DataFrame:
-    """Write the hidden file; return the matching item table (targets and correctness)."""
-    rng = np.random.default_rng(seed)
-    rank = 16
+def synthetic_table(n: int, seed: int = 0, rank: int = 16) -> tuple[pd.DataFrame, np.ndarray]:
+    """(item table with the targets and correctness, latent [n, rank]): its own seeded stream, so a kept
+    hidden file and a rebuilt table always match."""
+    rng = np.random.default_rng([seed, 1])
     latent = rng.standard_normal((n, rank))
+    ids = [f"item{i}" for i in range(n)]
+    table = pd.DataFrame({"item_id": ids, "dataset": "synthetic", "model": "bench"})
+    for t in TARGETS:
+        table[t] = latent @ rng.standard_normal(rank) * 0.15 + rng.standard_normal(n)
+    score = latent @ rng.standard_normal(rank) * 0.5 + rng.standard_normal(n)
+    table["Correct_Answer"] = "A"
+    table["cloze_pred"] = np.where(score > 0, "A", "B")
+    return table, latent
+
+
+def synthetic(path: Path, n: int, layers: int, dims: int, seed: int = 0, block: int = 512) -> pd.DataFrame:
+    """Write the hidden file (layers carry the table's latent signal, strongest in the middle); return
+    the matching item table."""
+    table, latent = synthetic_table(n, seed)
+    rng = np.random.default_rng([seed, 2])
+    rank = latent.shape[1]
     mix = [rng.standard_normal((rank, dims)).astype(np.float32) / np.sqrt(rank) for _ in range(layers)]
     strength = np.exp(-((np.arange(layers) - layers / 2) / (layers / 4)) ** 2)  # middle layers carry most
     offsets = rng.standard_normal((layers, dims)).astype(np.float32) * 3  # non-zero means, as real states
@@ -49,15 +66,14 @@ def synthetic(path: Path, n: int, layers: int, dims: int, seed: int = 0, block: 
             x = noise + offsets[None] + np.stack([(strength[l] * z) @ mix[l] for l in range(layers)], axis=1)
             yield from x
 
-    ids = [f"item{i}" for i in range(n)]
-    write_hidden(path, rows(), (n, layers, dims), ids)
-    table = pd.DataFrame({"item_id": ids, "dataset": "synthetic", "model": "bench"})
-    for j, t in enumerate(TARGETS):
-        table[t] = latent @ rng.standard_normal(rank) * 0.15 + rng.standard_normal(n)
-    score = latent @ rng.standard_normal(rank) * 0.5 + rng.standard_normal(n)
-    table["Correct_Answer"] = "A"
-    table["cloze_pred"] = np.where(score > 0, "A", "B")
+    write_hidden(path, rows(), (n, layers, dims), list(table["item_id"]))
     return table
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the probes' worker processes)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def baseline_unit(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, alpha: float) -> None:
@@ -81,18 +97,17 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory()
     path = Path(args.keep or Path(tmp.name) / "synthetic__bench.safetensors")
     t0 = time.perf_counter()
-    table = synthetic(path, args.items, args.layers, args.dims) if not (args.keep and path.exists()) else None
-    if table is None:  # reuse the file; rebuild the table with the same seed (cheap: no hidden states)
-        table = synthetic(Path(tmp.name) / "small.safetensors", args.items, 1, 1)
+    if args.keep and path.exists():  # reuse the file; the table comes from its own seeded stream
+        table = synthetic_table(args.items)[0]
+    else:
+        table = synthetic(path, args.items, args.layers, args.dims)
     made = time.perf_counter() - t0
     print(f"synthetic file: {path.stat().st_size / 1e9:.2f} GB, {made:.0f} s to write")
 
     cfg = dict(probe_permutations=args.permutations, probe_workers=args.workers)
-    t0, c0 = time.perf_counter(), time.process_time()
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=1, user_api="blas"):
-        result, notes = P.probes_table(table, path, cfg)
-    full, cpu = time.perf_counter() - t0, time.process_time() - c0
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    result, notes = P.probes_table(table, path, cfg)  # its worker processes run single-threaded BLAS
+    full, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     nested = result[result["kind"] == "nested_best"][["target", "layer", "layers_chosen", "r_oof", "r2_oof",
                                                       "perm_r95", "auroc_oof"]]
     print(nested.to_string(index=False))
@@ -100,6 +115,8 @@ def main() -> None:
     print(f"full probes: {full:.1f} s wall, {cpu:.1f} s CPU ({args.layers} layers x {args.items} items x "
           f"{args.dims} dims, {len(TARGETS)} targets + correctness x (1 + {args.permutations} permutations) = "
           f"{columns} columns, {args.workers} workers); notes: {notes or 'none'}")
+
+    from threadpoolctl import threadpool_limits
 
     hs = read_hidden(path)
     x = hs.layer(args.layers // 2).astype(np.float64)

@@ -255,6 +255,9 @@ def test_probes_table_matches_rows_by_item_id(tmp_path):
                                         "perm_r95", "best"]
     got = table[(table["kind"] == "nested_best") & (table["target"] == "human-ent")].iloc[0]
     assert got["layer"] == 1 and got["r2_oof"] > 0.4 and got["n"] == 150
+    # the worker processes (a file's layers, workers > 1) give exactly the in-process fits
+    serial, _ = P.probes_table(df, path, {"probe_permutations": 5, "probe_workers": 1})
+    pd.testing.assert_frame_equal(table, serial, check_exact=True)
     df.loc[3, "item_id"] = "unknown"
     with pytest.raises(ValueError, match=r"h.safetensors: 1 of the table's 150 items have no hidden state"):
         P.probes_table(df, path, {})

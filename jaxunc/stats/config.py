@@ -37,7 +37,7 @@ class AnalysisConfig:
     probes_dtype: str = "float32"  # of the saved hidden-state file: float32 | bfloat16
     probe_permutations: int = 50   # shuffled-target refits per layer (perm_r95); 0 = none
     probe_loo_rows: int = 1000     # training rows whose exact leave-one-out error chooses the penalty (and layer)
-    probe_workers: int = 2         # layers fitted concurrently (threads; BLAS single-threaded in each)
+    probe_workers: int = 2         # layers fitted concurrently (processes for a hidden-state file; BLAS single-threaded in each)
 
     def __post_init__(self) -> None:
         """Refuse values no analysis can use (ValueError naming the field and the allowed range)."""

@@ -31,7 +31,9 @@ correctness as 0/1):
 
 Cost per layer: the fold Gram matrices (n dims^2 once), K eigendecompositions of min(n_train, dims),
 the LOO rows' projections (loo_rows dims^2 per fold); every target, permutation and penalty is a
-column of small matrix products on top. Layers run in `workers` threads with single-threaded BLAS.
+column of small matrix products on top. Layers run in `workers` processes (each with single-threaded
+BLAS and its own memory map of the file) when the layers come from a hidden-state file; threads for any
+other layer function (scipy's LAPACK eigh holds the GIL, so threads barely overlap).
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ from __future__ import annotations
 import contextlib
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -195,6 +199,55 @@ def _single_blas(active: bool):
         yield
 
 
+@dataclass(frozen=True)
+class FileLayers:
+    """layer(l) from a hidden-state file (float32 [len(rows) or items, hidden]); picklable, so layer fits
+    can run in worker processes that each open the file's memory map."""
+
+    path: Path
+    rows: np.ndarray | None = None
+
+    def __call__(self, index: int) -> np.ndarray:
+        from jaxunc.hidden import read_hidden
+
+        return read_hidden(self.path).layer(index, self.rows)
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(layer, idx, y, fold, loo, grid) -> None:
+    from threadpoolctl import threadpool_limits
+
+    _WORKER.update(layer=layer, idx=idx, y=y, fold=fold, loo=loo, grid=grid,
+                   blas=threadpool_limits(limits=1, user_api="blas"))  # kept: single-threaded for the worker's life
+
+
+def _worker_fit(index: int) -> LayerFit:
+    w = _WORKER
+    x = np.asarray(w["layer"](index))
+    return fit_layer(x[w["idx"]] if len(w["idx"]) != len(x) else x, w["y"], w["fold"], w["loo"], w["grid"])
+
+
+@contextlib.contextmanager
+def _layer_fits(layer, n_layers, idx, y, fold, loo, grid, workers):
+    """An iterator of fit_layer for layers 0..n_layers-1 in order: worker processes for a FileLayers
+    source, else threads (single-threaded BLAS while more than one runs)."""
+    if workers > 1 and isinstance(layer, FileLayers):
+        ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold jax's threads
+        with ProcessPoolExecutor(min(workers, n_layers), mp_context=ctx, initializer=_worker_init,
+                                 initargs=(layer, idx, y, fold, loo, grid)) as pool:
+            yield pool.map(_worker_fit, range(n_layers))
+        return
+
+    def one(l):
+        x = np.asarray(layer(l))
+        return fit_layer(x[idx] if len(idx) != len(x) else x, y, fold, loo, grid)
+
+    with _single_blas(workers > 1), ThreadPoolExecutor(max(1, workers)) as pool:
+        yield pool.map(one, range(n_layers))
+
+
 def _check_target(name: str, y: np.ndarray, folds: int) -> tuple[np.ndarray, str]:
     """(finite-row mask, '' or why the target is not probed)."""
     ok = np.isfinite(y)
@@ -256,17 +309,13 @@ def _probe_group(layer, n_layers, idx, targets, *, folds, permutations, rng, loo
             auc[binary] = auroc_columns(pred[:, binary], y[:, binary])
         return r, auc
 
-    def one(l):
-        x = np.asarray(layer(l))
-        fit = fit_layer(x[idx] if len(idx) != len(x) else x, y, fold, loo, grid)
-        return (fit, *scores(fit.oof))
-
     best_inner = np.full((folds, y.shape[1]), np.inf)
     chosen = np.zeros((folds, y.shape[1]), int)
     nested = np.zeros_like(y)
     out: list[dict] = []
-    with _single_blas(workers > 1), ThreadPoolExecutor(max(1, workers)) as pool:
-        for l, (fit, r, auc) in enumerate(pool.map(one, range(n_layers))):
+    with _layer_fits(layer, n_layers, idx, y, fold, loo, grid, workers) as fits:
+        for l, fit in enumerate(fits):
+            r, auc = scores(fit.oof)
             better = fit.inner < best_inner  # strict: ties keep the earlier layer
             best_inner = np.where(better, fit.inner, best_inner)
             chosen = np.where(better, l, chosen)
@@ -325,7 +374,7 @@ def probes_table(df: pd.DataFrame, hidden, cfg=None) -> tuple[pd.DataFrame, list
     targets[BINARY] = T.correct_mc(df)
     dataset, model = str(df["dataset"].iloc[0]), str(df["model"].iloc[0])
     same = len(rows) == hidden.n_items and np.array_equal(rows, np.arange(len(rows)))
-    table, notes = probe_layers(lambda l: hidden.layer(l, None if same else rows), hidden.n_layers, targets,
+    table, notes = probe_layers(FileLayers(Path(hidden.path), None if same else rows), hidden.n_layers, targets,
                                 folds=cfg.cv_folds, permutations=cfg.probe_permutations, seed=cfg.seed,
                                 loo_rows=cfg.probe_loo_rows, workers=cfg.probe_workers, key=f"{dataset}|{model}")
     table.insert(0, "model", model)
