@@ -123,7 +123,7 @@ def main() -> None:
     rng = np.random.default_rng(1)
     y = rng.standard_normal((args.items, columns))
     fold = P.make_folds(args.items, 5, rng)
-    train, test = np.flatnonzero(fold != 0), np.flatnonzero(fold == 0)
+    train = np.flatnonzero(fold != 0)  # outer training rows; the unit is an inner fit on them
     inner_train, inner_test = train[: int(0.8 * len(train))], train[int(0.8 * len(train)):]
     with threadpool_limits(limits=1, user_api="blas"):
         t0 = time.perf_counter()

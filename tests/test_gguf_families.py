@@ -9,7 +9,6 @@ PyTorch model itself: load_model(file) must give its logits within 1e-4 (float32
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ gguf = pytest.importorskip("gguf")
 
 from jaxunc.checkpoints import load_model  # noqa: E402
 from jaxunc.checkpoints.gguf_io import read_gguf  # noqa: E402
-from tiny_checkpoints import VARIANTS, build_torch_model  # noqa: E402
+from tiny_checkpoints import build_torch_model  # noqa: E402
 
 ATOL = 1e-4
 # variant -> llama.cpp architecture
@@ -29,12 +28,7 @@ ARCHS = {"qwen3": "QWEN3", "gemma3": "GEMMA3", "phi3": "PHI3", "phi3_longrope": 
 OVERRIDES = {"gemma3": {"query_pre_attn_scalar": 16}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_compile():
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
+pytestmark = pytest.mark.usefixtures("fast_compile")  # tests/conftest.py
 
 
 def write_llama_cpp_gguf(model, arch_name: str, path, extra: dict | None = None) -> None:

@@ -31,12 +31,7 @@ PREFIX = 9
 SUFFIXES = (3, 9, 2, 6, 5)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_compile():
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
+pytestmark = pytest.mark.usefixtures("fast_compile")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
@@ -118,19 +113,17 @@ def test_scoring_step_hidden_states_match_transformers(pair):
     assert worst <= ATOL, f"{variant}: packed hidden states differ by {worst:.3g}"
 
 
+@pytest.mark.parametrize("pair", ("llama3", "gemma2"), indirect=True)  # one per norm type: the same step per row
 def test_row_mode_hidden_states_match_the_batched_step(pair):
     variant, _, loaded = pair
-    if variant not in ("llama3", "gemma2"):
-        pytest.skip("row mode maps the same step per row; one variant per norm type")
     seqs = prompts(2)
     batched, rows = engine_states(loaded, seqs), engine_states(loaded, seqs, row_mode=True)
     np.testing.assert_allclose(rows, batched, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("pair", ("llama3",), indirect=True)
 def test_probes_off_returns_no_hidden_states(pair):
     variant, _, loaded = pair
-    if variant != "llama3":
-        pytest.skip("one variant")
     tokens = [list(map(int, s)) for s in prompts()]
     plan = plan_mcqa(tokens, rows=2, min_prefix=4)
     scorer = Scorer(loaded.model, make_mesh("data:1,model:1", jax.local_devices()[:1]))

@@ -33,13 +33,7 @@ HIDDEN_VARIANTS = ("llama3", "gemma2", "pythia", "olmo2")
 BF16_VARIANTS = ("llama3", "gemma", "gemma2", "pythia", "gemma3", "olmo2")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_compile():
-    """Tiny models: XLA optimisation passes cost more than they save (compile time halves)."""
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
+pytestmark = pytest.mark.usefixtures("fast_compile")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))

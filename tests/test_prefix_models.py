@@ -27,12 +27,7 @@ SUFFIXES = (3, 9, 2, 6, 5)
 STEPS = 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_compile():
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
+pytestmark = pytest.mark.usefixtures("fast_compile")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))

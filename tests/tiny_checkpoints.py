@@ -20,6 +20,23 @@ _BASE = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_
 _PHI3_IDS = dict(pad_token_id=1, bos_token_id=2, eos_token_id=3)  # Phi3Config's defaults exceed the tiny vocab
 
 # name -> (config class, kwargs). Each variant exercises the features named in its comment.
+
+# Gemma 3 text: 7 layers = 5 sliding + 1 full + 1 sliding, window 4 < prompt, local RoPE base 10 and
+# global base 1000 with linear scaling x4 (small bases so both tables matter at positions < 16),
+# (1 + w) q/k norms, query scalar 24 != head_dim, no soft-caps. Also the text part of the multimodal one.
+_GEMMA3_TEXT = dict(
+    _BASE,
+    num_hidden_layers=7,
+    num_key_value_heads=2,
+    head_dim=16,
+    sliding_window=4,
+    query_pre_attn_scalar=24,
+    rope_parameters={
+        "full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1000.0},
+        "sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
+    },
+)
+
 VARIANTS: dict[str, tuple[type, dict]] = {
     # Llama 3.1: llama3 RoPE scaling (old context 16 puts rotary frequencies in all three regimes), GQA 4:2.
     "llama3": (
@@ -82,41 +99,13 @@ VARIANTS: dict[str, tuple[type, dict]] = {
         transformers.Qwen3Config,
         dict(_BASE, num_key_value_heads=2, head_dim=16, tie_word_embeddings=True),
     ),
-    # Gemma 3 text: 7 layers = 5 sliding + 1 full + 1 sliding, window 4 < prompt, local RoPE base 10 and
-    # global base 1000 with linear scaling x4 (small bases so both tables matter at positions < 16),
-    # (1 + w) q/k norms, query scalar 24 != head_dim, no soft-caps.
-    "gemma3": (
-        transformers.Gemma3TextConfig,
-        dict(
-            _BASE,
-            num_hidden_layers=7,
-            num_key_value_heads=2,
-            head_dim=16,
-            sliding_window=4,
-            query_pre_attn_scalar=24,
-            rope_parameters={
-                "full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1000.0},
-                "sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
-            },
-        ),
-    ),
+    "gemma3": (transformers.Gemma3TextConfig, _GEMMA3_TEXT),
     # Gemma 3 multimodal (Gemma3ForConditionalGeneration): the same text model nested in `text_config`, a
     # tiny SigLIP vision tower the loader skips; saved as language_model.model.* tensors.
     "gemma3_multimodal": (
         transformers.Gemma3Config,
         dict(
-            text_config=dict(
-                _BASE,
-                num_hidden_layers=7,
-                num_key_value_heads=2,
-                head_dim=16,
-                sliding_window=4,
-                query_pre_attn_scalar=24,
-                rope_parameters={
-                    "full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1000.0},
-                    "sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
-                },
-            ),
+            text_config=_GEMMA3_TEXT,
             vision_config=dict(
                 hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
                 image_size=16, patch_size=8,
