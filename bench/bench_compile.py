@@ -9,13 +9,14 @@ Usage: python bench/bench_compile.py [--layers 4 32] [--repeats 2]
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxunc import measures
+from jaxunc.engine.scoring import packed_measures
 from jaxunc.models import CausalLM, ModelConfig
 from jaxunc.models.transformer import PrefixKV
 
@@ -29,16 +30,12 @@ def tiny(layers: int) -> ModelConfig:
 
 def compile_seconds(config: ModelConfig, scan: bool) -> float:
     graphdef, state = nnx.split(CausalLM(config, rngs=None, scan_layers=scan))
-
-    def score(state, ids, pos, seg, last, pk, pv, plen, cids, n):
-        logits = nnx.merge(graphdef, state).packed_logits(ids, pos, seg, last, PrefixKV(pk, pv, plen))
-        r, s, v = logits.shape
-        return measures.next_token_measures(logits.reshape(r * s, v), cids.reshape(r * s, 4, 2), n.reshape(r * s))
+    score = functools.partial(packed_measures, graphdef)  # the engine's scoring step
 
     sd, i32 = jax.ShapeDtypeStruct, jnp.int32
     kv = sd((config.num_layers, PREFIX, config.num_kv_heads, config.head_dim), jnp.float32)
     args = (state, sd((ROWS, LENGTH), i32), sd((ROWS, LENGTH), i32), sd((ROWS, LENGTH), i32), sd((ROWS, SLOTS), i32),
-            kv, kv, sd((), i32), sd((ROWS, SLOTS, 4, 2), i32), sd((ROWS, SLOTS), i32))
+            PrefixKV(kv, kv, sd((), i32)), sd((ROWS, SLOTS, 4, 2), i32), sd((ROWS, SLOTS), i32))
     t0 = time.perf_counter()
     jax.jit(score).lower(*args).compile()
     return time.perf_counter() - t0

@@ -8,15 +8,16 @@ bound: the plan's total within 20% (measured on SmolLM2's shapes: within 3%).
 
 from __future__ import annotations
 
+import functools
 import jax
 import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from jaxunc import measures
 from jaxunc.checkpoints.loader import model_config
 from jaxunc.embedded import smollm2_gguf_path
 from jaxunc.engine.plan import check_fits, param_bytes_per_device, plan_memory
+from jaxunc.engine.scoring import packed_measures
 from jaxunc.models import CausalLM, ModelConfig
 from jaxunc.models.transformer import PrefixKV
 
@@ -26,16 +27,13 @@ SHAPES = [(8, 256, 16, 128), (16, 256, 16, 128), (4, 512, 32, 256), (2, 1024, 8,
 
 def compiled_bytes(cfg: ModelConfig, dtype: str, rows: int, length: int, segments: int, prefix: int) -> int:
     graphdef, state = nnx.split(CausalLM(cfg, dtype=dtype, rngs=None))
-
-    def score(state, ids, pos, seg, last, pk, pv, plen, cids, n):
-        logits = nnx.merge(graphdef, state).packed_logits(ids, pos, seg, last, PrefixKV(pk, pv, plen))
-        r, s, v = logits.shape
-        return measures.next_token_measures(logits.reshape(r * s, v), cids.reshape(r * s, 4, 16), n.reshape(r * s))
+    score = functools.partial(packed_measures, graphdef)  # the engine's scoring step
 
     sd, i32 = jax.ShapeDtypeStruct, jnp.int32
     kv = sd((cfg.num_layers, prefix, cfg.num_kv_heads, cfg.head_dim), jnp.dtype(dtype))
     args = (state, sd((rows, length), i32), sd((rows, length), i32), sd((rows, length), i32),
-            sd((rows, segments), i32), kv, kv, sd((), i32), sd((rows, segments, 4, 16), i32), sd((rows, segments), i32))
+            sd((rows, segments), i32), PrefixKV(kv, kv, sd((), i32)), sd((rows, segments, 4, 16), i32),
+            sd((rows, segments), i32))
     m = jax.jit(score).lower(*args).compile().memory_analysis()
     return m.argument_size_in_bytes + m.temp_size_in_bytes + m.output_size_in_bytes
 

@@ -19,6 +19,7 @@ batch: bit-identical results for any batch size or device count, at the cost of 
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 
@@ -33,6 +34,26 @@ from jaxunc.engine.packing import PackedBatch
 from jaxunc.models.layers import activation_mesh
 
 log = logging.getLogger(__name__)
+
+
+def packed_measures(graphdef, state, ids, positions, segments, last, prefix, choice_ids, n_choices, *,
+                    mesh: Mesh | None = None, nucleus: str = "inclusive", probes: bool = False) -> dict:
+    """The scoring step (module docstring): each packed slot's logits at its answer position after the
+    prefix -> next_token_measures, flattened [rows * segments]; with probes also `hidden`
+    [rows * segments, layers + 1, hidden]. Activations constrained to `mesh` (None: no constraints)."""
+    with activation_mesh(mesh):
+        model = nnx.merge(graphdef, state)
+        if probes:
+            logits, hidden = model.packed_logits(ids, positions, segments, last, prefix, hidden=True)
+        else:
+            logits = model.packed_logits(ids, positions, segments, last, prefix)
+    rows, slots, vocab = logits.shape
+    out = measures.next_token_measures(
+        logits.reshape(rows * slots, vocab), choice_ids.reshape(rows * slots, *choice_ids.shape[2:]),
+        n_choices.reshape(rows * slots), nucleus=nucleus)
+    if probes:
+        out["hidden"] = hidden.reshape(rows * slots, *hidden.shape[2:])
+    return out
 
 
 @dataclass
@@ -57,21 +78,8 @@ class Scorer:
             with activation_mesh(mesh):
                 return nnx.merge(graphdef, state).prefix_kv(ids, length)
 
-        def score(state, ids, positions, segments, last, prefix, choice_ids, n_choices):
-            with activation_mesh(None if self.row_mode else mesh):
-                model = nnx.merge(graphdef, state)
-                if probes:
-                    logits, hidden = model.packed_logits(ids, positions, segments, last, prefix, hidden=True)
-                else:
-                    logits = model.packed_logits(ids, positions, segments, last, prefix)
-            rows, slots, vocab = logits.shape
-            out = measures.next_token_measures(
-                logits.reshape(rows * slots, vocab), choice_ids.reshape(rows * slots, *choice_ids.shape[2:]),
-                n_choices.reshape(rows * slots), nucleus=nucleus)
-            if probes:
-                out["hidden"] = hidden.reshape(rows * slots, *hidden.shape[2:])
-            return out
-
+        score = functools.partial(packed_measures, graphdef, mesh=None if self.row_mode else mesh, nucleus=nucleus,
+                                  probes=probes)
         self._prefix = jax.jit(prefix)
         if self.row_mode:
             data = PartitionSpec(DATA_AXIS)
