@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 
 DTYPES = ("float32", "bfloat16")
@@ -39,19 +40,13 @@ def hidden_for_table(table_path: str | Path) -> Path:
 
 
 def to_bfloat16_bits(x: np.ndarray) -> np.ndarray:
-    """float32 -> bfloat16 bit patterns (uint16), round to nearest even: (u + 0x7FFF + lsb) >> 16,
-    u the float32 bits, lsb = bit 16 of u; NaN stays NaN (quiet bit set)."""
-    u = np.ascontiguousarray(x, np.float32).view(np.uint32)
-    rounded = ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype(np.uint16)
-    nan = np.isnan(x)
-    if nan.any():
-        rounded[nan] = ((u[nan] >> np.uint32(16)) | np.uint32(0x40)).astype(np.uint16)
-    return rounded
+    """float32 -> bfloat16 bit patterns (uint16), rounded to nearest even (ml_dtypes' cast)."""
+    return np.asarray(x, np.float32).astype(ml_dtypes.bfloat16).view(np.uint16)
 
 
 def from_bfloat16_bits(bits: np.ndarray) -> np.ndarray:
-    """bfloat16 bit patterns (uint16) -> float32 (exact: the bits become the high half)."""
-    return (np.asarray(bits, np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
+    """bfloat16 bit patterns (uint16) -> float32 (exact)."""
+    return np.asarray(bits, np.uint16).view(ml_dtypes.bfloat16).astype(np.float32)
 
 
 def write_hidden(path: str | Path, rows: Iterable[np.ndarray], shape: tuple[int, int, int], item_ids: list[str],

@@ -15,7 +15,7 @@ import pandas as pd
 from jaxunc import measures
 from jaxunc.engine.batching import make_batches
 from jaxunc.engine.decode import Generation, Generator
-from jaxunc.engine.prefix import PrefixGroup, padded_width, prefix_groups, prefix_summary
+from jaxunc.engine.prefix import PrefixGroup, groups_to_run, padded_width, prefix_groups, prefix_summary
 
 
 def step_char_spans(tokenizer, tokens: list[int]) -> tuple[str, list[tuple[int, int]]]:
@@ -71,11 +71,7 @@ def plan_fr(token_lists: list[list[int]], *, batch_size: int, buckets: tuple[int
 
 def fr_batches(generate: Generator, plan: FrPlan, token_lists, todo: list[int], pad_id: int):
     """(item indices, generation tracks of those items) per batch, over the `todo` items only."""
-    wanted = set(todo)
-    for group in plan.groups:
-        items = [i for i in group.items if i in wanted]
-        if not items:
-            continue
+    for group, items in groups_to_run(plan.groups, todo):
         prefix = generate.prefix(list(group.prefix), plan.prefix_width)
         suffixes = [token_lists[i][len(group.prefix):] for i in items]
         for batch in make_batches(suffixes, plan.batch_size, plan.buckets, pad_id):

@@ -16,7 +16,7 @@ import pandas as pd
 
 from jaxunc.data.schema import letter
 from jaxunc.engine.packing import pack, pack_shape
-from jaxunc.engine.prefix import PrefixGroup, padded_width, prefix_groups, prefix_summary
+from jaxunc.engine.prefix import PrefixGroup, groups_to_run, padded_width, prefix_groups, prefix_summary
 from jaxunc.engine.scoring import Scorer
 
 # Chunk-row column carrying each item's hidden states (probes): the float32 bytes of [layers + 1,
@@ -77,11 +77,7 @@ def mcqa_batches(scorer: Scorer, plan: McqaPlan, token_lists, todo: list[int], c
 
     choice_ids [n_items, O, K] / n_choices [n_items] hold every item's option token ids and counts.
     """
-    wanted = set(todo)
-    for group in plan.groups:
-        items = [i for i in group.items if i in wanted]
-        if not items:
-            continue
+    for group, items in groups_to_run(plan.groups, todo):
         prefix = scorer.prefix(list(group.prefix), plan.prefix_width)
         for batch in _pack_group(plan, group, token_lists, items):
             slots = batch.items.reshape(-1)

@@ -16,7 +16,7 @@ token (the answer slot's logits come from the last prompt token); a prefix short
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -99,6 +99,15 @@ def _best_split(links: list[int], lengths: list[int], min_prefix: int, min_gain:
         split = left + right > whole * (1 + min_gain) if whole else left + right > 0
         best[lo, hi] = (left + right, lleaves + rleaves) if split else (whole, leaf)
     return best[0, n][1]
+
+
+def groups_to_run(groups: Sequence[PrefixGroup], todo: Sequence[int]) -> Iterator[tuple[PrefixGroup, list[int]]]:
+    """(group, its items that are in `todo`, in the group's order) for every group with such items."""
+    wanted = set(todo)
+    for group in groups:
+        items = [i for i in group.items if i in wanted]
+        if items:
+            yield group, items
 
 
 def padded_width(groups: Sequence[PrefixGroup]) -> int:

@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg
 from scipy import stats as sps
+from threadpoolctl import threadpool_limits
 
 GRID = np.logspace(-4, 3, 15)  # penalty a = c * n_train
 BINARY = "correct"
@@ -185,20 +186,6 @@ def _rng(seed: int, *keys: object) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32("|".join(map(str, keys)).encode())])
 
 
-@contextlib.contextmanager
-def _single_blas(active: bool):
-    """Single-threaded BLAS while layers run in parallel threads (threaded BLAS inside threads thrashes)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        active = False
-    if not active:
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
 @dataclass(frozen=True)
 class FileLayers:
     """layer(l) from a hidden-state file (float32 [len(rows) or items, hidden]); picklable, so layer fits
@@ -217,8 +204,6 @@ _WORKER: dict = {}
 
 
 def _worker_init(layer, idx, y, fold, loo, grid) -> None:
-    from threadpoolctl import threadpool_limits
-
     _WORKER.update(layer=layer, idx=idx, y=y, fold=fold, loo=loo, grid=grid,
                    blas=threadpool_limits(limits=1, user_api="blas"))  # kept: single-threaded for the worker's life
 
@@ -244,7 +229,9 @@ def _layer_fits(layer, n_layers, idx, y, fold, loo, grid, workers):
         x = np.asarray(layer(l))
         return fit_layer(x[idx] if len(idx) != len(x) else x, y, fold, loo, grid)
 
-    with _single_blas(workers > 1), ThreadPoolExecutor(max(1, workers)) as pool:
+    # single-threaded BLAS while layers run in parallel threads (threaded BLAS inside threads thrashes)
+    blas = threadpool_limits(limits=1 if workers > 1 else None, user_api="blas")
+    with blas, ThreadPoolExecutor(max(1, workers)) as pool:
         yield pool.map(one, range(n_layers))
 
 
