@@ -3,7 +3,7 @@
 References are written independently of the implementation: the ridge of each fold by the normal
 equations (np.linalg.solve of (Xs'Xs + a I) w = Xs'(y - ybar)), the inner leave-one-out by refitting
 without each row (intercept refitted, scaling of the training fold kept, as documented), AUROC by
-counting pairs, bfloat16 rounding by ml_dtypes, the file by the `safetensors` package's reader.
+counting pairs, bfloat16 rounding by PyTorch's cast, the file by the `safetensors` package's reader.
 """
 
 from __future__ import annotations
