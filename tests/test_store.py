@@ -62,6 +62,10 @@ def test_rows_of_other_content_or_changed_items_are_recomputed_with_reasons(tmp_
                        "not computed before": 1}
     with pytest.raises(RuntimeError, match="3 items have no valid result"):
         store.finalize(["a", "b", "c", "d"], keys, "c1")
+    # what the resume and wait loops read: the same decision from the key columns alone, no values
+    light, light_reasons = store.reusable(["a", "b", "c", "d"], keys, "c1", keys_only=True)
+    assert list(light["item_id"]) == ["a"] and light_reasons == reasons
+    assert "value" not in light.columns and "value" in reused.columns
 
 
 def test_stale_rows_are_dropped_when_finalizing(tmp_path):

@@ -49,7 +49,8 @@ def process_items(
     """
     ids = list(items["item_id"])
     own = [i for i in range(len(items)) if (i // chunk_size) % process_count == process_index]
-    reused, reasons = store.reusable([ids[i] for i in own], [item_keys[i] for i in own], content_key)
+    reused, reasons = store.reusable([ids[i] for i in own], [item_keys[i] for i in own], content_key,
+                                     keys_only=True)
     done_ids = set(reused["item_id"])
     todo = [i for i in own if ids[i] not in done_ids]
     start = time.perf_counter()
@@ -90,7 +91,7 @@ def wait_for_all(store: ChunkStore, item_ids: list[str], item_keys: list[str], c
     """
     last_count, last_change = -1, time.monotonic()
     while True:
-        count = len(store.reusable(item_ids, item_keys, content_key)[0])
+        count = len(store.reusable(item_ids, item_keys, content_key, keys_only=True)[0])
         if count == len(item_ids):
             return
         if count != last_count:

@@ -90,19 +90,24 @@ class ChunkStore:
         if stored is not None and stored != self.settings:
             raise SettingsConflict(conflict_message(self.final_path, settings_conflicts(stored, self.settings)))
 
-    def load_done(self) -> pd.DataFrame:
-        """Every stored row (the finished table's and every chunk's), checked for settings first."""
+    def load_done(self, keys_only: bool = False) -> pd.DataFrame:
+        """Every stored row (the finished table's and every chunk's), checked for settings first;
+        keys_only: only item_id and the key columns are read (no measures, no hidden states)."""
         self.check()
         paths = [self.final_path] if self.final_path.exists() else []
         if self.partial_dir.exists():
             paths += sorted(self.partial_dir.glob("chunk-*.parquet"))
-        frames = [pd.read_parquet(p) for p in paths]
-        frames = [f for f in frames if all(c in f for c in KEY_COLUMNS)]  # rows of an older jaxunc: not reusable
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["item_id", *KEY_COLUMNS])
+        wanted = ["item_id", *KEY_COLUMNS]
+        # rows of an older jaxunc (without the key columns) are not reusable
+        paths = [p for p in paths if set(wanted) <= set(pq.read_schema(p).names)]
+        frames = [pd.read_parquet(p, columns=wanted if keys_only else None) for p in paths]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=wanted)
 
-    def reusable(self, item_ids: list[str], item_keys: list[str], content_key: str) -> tuple[pd.DataFrame, Counter]:
-        """(stored rows that are still valid for these items, Counter of why the others are not)."""
-        done = self.load_done()
+    def reusable(self, item_ids: list[str], item_keys: list[str], content_key: str,
+                 keys_only: bool = False) -> tuple[pd.DataFrame, Counter]:
+        """(stored rows that are still valid for these items, Counter of why the others are not);
+        keys_only: the rows hold only item_id and the key columns (cheap: what is done, not the values)."""
+        done = self.load_done(keys_only)
         valid = done[done[CONTENT_KEY] == content_key]
         wanted = pd.DataFrame({"item_id": item_ids, ITEM_KEY: item_keys})
         reused = valid.merge(wanted, on=["item_id", ITEM_KEY]).drop_duplicates("item_id", keep="last")
