@@ -107,20 +107,7 @@ class ChunkStore:
                  keys_only: bool = False) -> tuple[pd.DataFrame, Counter]:
         """(stored rows that are still valid for these items, Counter of why the others are not);
         keys_only: the rows hold only item_id and the key columns (cheap: what is done, not the values)."""
-        done = self.load_done(keys_only)
-        valid = done[done[CONTENT_KEY] == content_key]
-        wanted = pd.DataFrame({"item_id": item_ids, ITEM_KEY: item_keys})
-        reused = valid.merge(wanted, on=["item_id", ITEM_KEY]).drop_duplicates("item_id", keep="last")
-        reasons: Counter = Counter()
-        known, current = set(done["item_id"]), set(valid["item_id"])
-        for item_id in set(item_ids) - set(reused["item_id"]):
-            if item_id not in known:
-                reasons["not computed before"] += 1
-            elif item_id not in current:
-                reasons["model, tokenizer or jaxunc code changed"] += 1
-            else:
-                reasons["item or its prompt changed"] += 1
-        return reused.reset_index(drop=True), reasons
+        return _valid_rows(self.load_done(keys_only), item_ids, item_keys, content_key)
 
     def discard(self) -> None:
         shutil.rmtree(self.partial_dir, ignore_errors=True)
@@ -151,12 +138,12 @@ class ChunkStore:
         Rows of other items computed with the same content (a larger earlier run) are kept for a
         later run; rows computed with other content are stale and dropped.
         """
-        rows, reasons = self.reusable(item_ids, item_keys, content_key)
+        done = self.load_done()  # read once: the table's rows and the rows kept for later both come from it
+        rows, reasons = _valid_rows(done, item_ids, item_keys, content_key)
         if reasons:
             raise RuntimeError(f"{self.final_path}: {sum(reasons.values())} items have no valid result yet "
                                f"({dict(reasons)})")
         table = rows.set_index("item_id", drop=False).loc[item_ids].reset_index(drop=True)
-        done = self.load_done()
         extra = done[(done[CONTENT_KEY] == content_key) & ~done["item_id"].isin(item_ids)]
         extra = extra.drop_duplicates("item_id", keep="last").reset_index(drop=True)
         write_parquet_atomic(table, self.final_path, {**(manifest or {}), "settings": self.settings})
@@ -168,3 +155,21 @@ class ChunkStore:
         if not len(extra):
             shutil.rmtree(self.partial_dir, ignore_errors=True)
         return table
+
+
+def _valid_rows(done: pd.DataFrame, item_ids: list[str], item_keys: list[str],
+                content_key: str) -> tuple[pd.DataFrame, Counter]:
+    """ChunkStore.reusable on already-read rows `done`."""
+    valid = done[done[CONTENT_KEY] == content_key]
+    wanted = pd.DataFrame({"item_id": item_ids, ITEM_KEY: item_keys})
+    reused = valid.merge(wanted, on=["item_id", ITEM_KEY]).drop_duplicates("item_id", keep="last")
+    reasons: Counter = Counter()
+    known, current = set(done["item_id"]), set(valid["item_id"])
+    for item_id in set(item_ids) - set(reused["item_id"]):
+        if item_id not in known:
+            reasons["not computed before"] += 1
+        elif item_id not in current:
+            reasons["model, tokenizer or jaxunc code changed"] += 1
+        else:
+            reasons["item or its prompt changed"] += 1
+    return reused.reset_index(drop=True), reasons
